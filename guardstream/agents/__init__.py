@@ -1,0 +1,1 @@
+"""The stream stages, one module per stage; each is thin: decode, decide, route, record."""

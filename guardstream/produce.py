@@ -1,0 +1,181 @@
+"""`guardstream produce`: requests as binary-mode CloudEvents, Avro through the registry.
+
+Built the way a client service would build them: the official `cloudevents` SDK's Kafka
+binding for the envelope and confluent-kafka's `AvroSerializer` (registry lookup, Confluent
+framing) for the data, so what the CLI sends is what real producers send.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cloudevents.core.bindings.kafka import to_binary
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from guardstream.decisions import REQUEST_TYPE
+from guardstream.errors import GuardstreamError
+from guardstream.settings import Settings
+from guardstream.streams import schemas
+
+_TENANTS = ("acme", "globex", "initech", "umbrella")
+_PROMPTS = (
+    "Summarise the attached quarterly report in three bullet points.",
+    "Translate 'good morning, how are you?' into French and German.",
+    "Write a haiku about stream processing.",
+    "Draft a polite reply to a customer asking about a late delivery.",
+    "Explain the difference between at-least-once and exactly-once delivery.",
+)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One request to send: CloudEvents attributes and the request data."""
+
+    attributes: dict[str, str]
+    data: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.attributes["id"]
+
+
+def _attributes(**extra: str) -> dict[str, str]:
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/guardstream/cli",
+        "type": REQUEST_TYPE,
+        "datacontenttype": "application/avro",
+        **extra,
+    }
+
+
+def demo_requests(n: int, seed: int = 7) -> list[Outgoing]:
+    """Demo traffic: mostly valid requests across a few tenants, some broken on purpose."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        data: dict[str, Any] = {
+            "tenant_id": rnd.choice(_TENANTS),
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": rnd.choice(_PROMPTS)},
+            ],
+            "max_tokens": rnd.choice((128, 256, 512)),
+            "temperature": 0.2,
+            "top_p": None,
+            "stop": None,
+            "idempotency_key": None,
+            "metadata": {"demo": "true"},
+        }
+        if i % 5 == 4:  # every fifth request breaks a payload rule, to show a rejection
+            data["messages"][1]["role"] = "wizard"
+        out.append(Outgoing(_attributes(), data))
+    return out
+
+
+def file_requests(path: Path) -> Iterator[Outgoing]:
+    """Requests from a JSON-lines file: each line is the request data, or
+    `{"attributes": {...}, "data": {...}}` to set CloudEvents attributes too."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise GuardstreamError(
+            f"cannot read {path}: {exc.strerror}", "pass a readable file"
+        ) from exc
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise GuardstreamError(
+                f"{path}:{n} is not JSON ({exc})", "write one JSON object per line"
+            ) from exc
+        if not isinstance(obj, dict):
+            raise GuardstreamError(f"{path}:{n} is not a JSON object", "one object per line")
+        if "data" in obj and isinstance(obj["data"], dict):
+            attrs = {**_attributes(), **{k: str(v) for k, v in obj.get("attributes", {}).items()}}
+            yield Outgoing(attrs, _with_defaults(obj["data"]))
+        else:
+            yield Outgoing(_attributes(), _with_defaults(obj))
+
+
+def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    defaults = {"temperature": None, "top_p": None, "stop": None, "idempotency_key": None}
+    return {**defaults, "metadata": {}, **data}
+
+
+class RequestProducer:
+    """Sends requests to the requests topic through the registry."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topic("requests")
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "linger.ms": 5,
+                "enable.idempotence": True,
+                "log_level": 0,
+            }
+        )
+        registry = SchemaRegistryClient({"url": settings.registry_api})
+        self._serialize = AvroSerializer(
+            registry,
+            schemas.schema_text("request"),
+            conf={"auto.register.schemas": False, "use.latest.version": False},
+        )
+        self._errors: list[str] = []
+
+    def _done(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def send(self, req: Outgoing) -> None:
+        """Queue one request (call flush() to wait for delivery)."""
+        try:
+            value = self._serialize(req.data, SerializationContext(self.topic, MessageField.VALUE))
+        except Exception as exc:
+            raise GuardstreamError(
+                f"request {req.id} does not serialize with the registered request schema: {exc}",
+                "fix the request data (see schemas/request.avsc) or run "
+                "`guardstream schemas register`",
+            ) from exc
+        event = CloudEvent(attributes=dict(req.attributes), data=value)
+        msg = to_binary(event, JSONFormat())
+        key = str(req.data.get("tenant_id", "")).encode() or None
+        self._producer.produce(
+            self.topic, key=key, value=msg.value, headers=list(msg.headers.items()),
+            on_delivery=self._done,
+        )  # fmt: skip
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait for every queued request to be acknowledged by the broker."""
+        left = self._producer.flush(timeout_s)
+        if left or self._errors:
+            raise GuardstreamError(
+                f"{left} requests undelivered, errors: {self._errors[:3]}",
+                "check that the broker is up (`guardstream stack status`)",
+            )
+
+    def send_all(self, requests: Iterable[Outgoing]) -> list[str]:
+        """Send and flush; return the CloudEvents ids sent."""
+        ids = []
+        for r in requests:
+            self.send(r)
+            ids.append(r.id)
+        self.flush()
+        return ids

@@ -1,0 +1,57 @@
+"""`guardstream schemas register | check`: the registry governs every schema."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from guardstream.settings import Settings
+from guardstream.streams import compat, schemas
+from guardstream.streams.registry import Registry
+from guardstream.streams.topics import TOPICS, subject_for
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict for one subject."""
+
+    subject: str
+    schema: str
+    compatible: bool
+    new_subject: bool
+    problems: tuple[str, ...]
+
+
+def register_all(settings: Settings, registry: Registry) -> dict[str, int]:
+    """Set the compatibility rule and register each topic's schema; subject → id."""
+    registry.set_compatibility(settings.schema_compatibility)
+    out: dict[str, int] = {}
+    for topic in TOPICS:
+        if topic.schema is None:
+            continue
+        subject = subject_for(settings, topic.name)
+        out[subject] = registry.register(subject, schemas.schema_text(topic.schema))
+    return out
+
+
+def check_all(settings: Settings, registry: Registry) -> list[CheckResult]:
+    """Ask the registry about each local schema against what it holds, naming bad fields."""
+    results = []
+    for topic in TOPICS:
+        if topic.schema is None:
+            continue
+        subject = subject_for(settings, topic.name)
+        text = schemas.schema_text(topic.schema)
+        verdict = registry.check(subject, text)
+        problems: tuple[str, ...] = verdict.messages
+        if not verdict.compatible:
+            latest = registry.latest(subject)
+            if latest is not None:
+                found = compat.explain(
+                    settings.schema_compatibility, json.loads(text), json.loads(latest)
+                )
+                problems = tuple(found) or problems or ("the registry gave no detail",)
+        results.append(
+            CheckResult(subject, topic.schema, verdict.compatible, verdict.new_subject, problems)
+        )
+    return results

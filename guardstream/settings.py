@@ -1,0 +1,90 @@
+"""Every address, port, path and limit guardstream uses, read from the environment or `.env`.
+
+Variables are prefixed `GUARDSTREAM_` (e.g. `GUARDSTREAM_KAFKA_PORT=19092`). One `Settings`
+object is the only place defaults live, so the stack, the workers, the CLI and the tests agree.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """guardstream configuration; see the README's Configuration section for each field."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GUARDSTREAM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- local stack -------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Interface the local broker and registry bind to")
+    kafka_port: int = Field(9092, description="Broker client port")
+    kafka_controller_port: int = Field(9093, description="KRaft controller port")
+    registry_port: int = Field(8081, description="Apicurio Registry HTTP port")
+    kafka_version: str = Field("3.9.1", description="Apache Kafka version fetched from Maven")
+    apicurio_version: str = Field("3.0.9", description="Apicurio Registry version fetched")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "guardstream", description="Downloads (jars, registry app)"
+    )
+    data_dir: Path = Field(
+        Path.home() / ".local" / "share" / "guardstream",
+        description="Broker log dirs, registry database, pid files and stack logs",
+    )
+    java: str = Field("java", description="Java 17+ executable")
+    mvn: str = Field("mvn", description="Maven executable used to fetch the broker and registry")
+    kafka_heap: str = Field("-Xms256m -Xmx1g", description="Broker JVM heap flags")
+    registry_heap: str = Field("-Xms128m -Xmx512m", description="Registry JVM heap flags")
+    default_partitions: int = Field(4, ge=1, description="Partitions of each guardstream topic")
+    startup_timeout_s: float = Field(120.0, description="How long `stack up` waits for health")
+
+    # --- clients -------------------------------------------------------------------------
+    bootstrap_servers: str | None = Field(
+        None, description="Broker bootstrap list; defaults to host:kafka_port"
+    )
+    registry_url: str | None = Field(
+        None, description="Confluent-compatible registry API; defaults to the local Apicurio"
+    )
+    schema_compatibility: str = Field("BACKWARD", description="Registry compatibility rule")
+
+    # --- pipeline --------------------------------------------------------------------------
+    topic_prefix: str = Field("guardstream", description="Common prefix of every topic")
+    app_id: str = Field("guardstream", description="Faust app id (consumer group, changelogs)")
+    worker_web_port: int = Field(6066, description="Worker HTTP port (/metrics, health)")
+    worker_state_dir: Path | None = Field(
+        None, description="RocksDB table directory; defaults to data_dir/worker-<port>"
+    )
+    max_record_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Ingress values above this are rejected undecoded"
+    )
+    registry_timeout_s: float = Field(5.0, description="Per-request registry timeout")
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Bootstrap servers clients connect to."""
+        return self.bootstrap_servers or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def registry_api(self) -> str:
+        """Base URL of the registry's Confluent-compatible API."""
+        return self.registry_url or f"http://{self.host}:{self.registry_port}/apis/ccompat/v7"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where this worker keeps its RocksDB tables."""
+        return self.worker_state_dir or self.data_dir / f"worker-{self.worker_web_port}"
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a short name such as ``requests``."""
+        return f"{self.topic_prefix}.{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

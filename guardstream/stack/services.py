@@ -1,0 +1,249 @@
+"""`guardstream stack up | down | status | logs`: the broker and the registry as processes."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from guardstream.errors import GuardstreamError
+from guardstream.settings import Settings
+from guardstream.stack import fetch
+from guardstream.stack.process import Service, port_open, tail
+
+
+@dataclass(frozen=True)
+class Health:
+    """What `stack status` reports for one service."""
+
+    name: str
+    pid: int | None
+    address: str
+    healthy: bool
+
+
+def _services(settings: Settings) -> tuple[Service, Service]:
+    run, logs = settings.data_dir / "run", settings.data_dir / "logs"
+    return Service("kafka", run, logs), Service("registry", run, logs)
+
+
+def check_java(settings: Settings) -> int:
+    """The Java major version, or a one-line error naming the fix."""
+    java = shutil.which(settings.java)
+    if java is None:
+        raise GuardstreamError(
+            f"Java ('{settings.java}') is not on PATH; the broker and registry need Java 17+",
+            "install it (apt-get install openjdk-17-jre-headless) or set GUARDSTREAM_JAVA",
+        )
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    major = int(m.group(1)) if m else 0
+    if major == 1 and m and m.group(2):  # "1.8.0" style
+        major = int(m.group(2))
+    if major < 17:
+        raise GuardstreamError(
+            f"{java} is Java {major or 'of unknown version'}; the stack needs Java 17+",
+            "install Java 17 and point GUARDSTREAM_JAVA at it",
+        )
+    return major
+
+
+def _port_taken_error(what: str, host: str, port: int, env: str) -> GuardstreamError:
+    return GuardstreamError(
+        f"port {host}:{port} for the {what} is taken by a process guardstream did not start",
+        f"stop that process or set {env} to a free port",
+    )
+
+
+def _kafka_config(settings: Settings, home: Path) -> Path:
+    data = home / "data"
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{settings.host}:{settings.kafka_controller_port}",
+        "listeners": (
+            f"PLAINTEXT://{settings.host}:{settings.kafka_port},"
+            f"CONTROLLER://{settings.host}:{settings.kafka_controller_port}"
+        ),
+        "advertised.listeners": f"PLAINTEXT://{settings.host}:{settings.kafka_port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(data),
+        "num.partitions": str(settings.default_partitions),
+        # Single node: internal topics cannot be replicated, and fewer offset partitions
+        # make the first consumer group start in well under a second.
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "8",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "8",
+        "group.initial.rebalance.delay.ms": "0",
+        # guardstream creates its topics explicitly, so a typo'd topic fails loudly.
+        "auto.create.topics.enable": "false",
+        # Oversize ingress values must reach the ingest agent to be rejected with a reason,
+        # rather than bounce off the broker where nobody sees them.
+        "message.max.bytes": str(64 * 1024 * 1024),
+        "replica.fetch.max.bytes": str(64 * 1024 * 1024),
+        "log.retention.hours": "168",
+    }
+    conf = home / "server.properties"
+    conf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    (home / "log4j.properties").write_text(
+        "log4j.rootLogger=INFO, stdout\n"
+        "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
+        "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
+        "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+        "log4j.logger.kafka.request.logger=WARN\n"
+        "log4j.logger.state.change.logger=WARN\n"
+        "log4j.logger.org.apache.kafka.controller=WARN\n"
+    )
+    if not (data / "meta.properties").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        # The same format as `kafka-storage random-uuid`, without paying a JVM start for it.
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        libs = fetch.kafka_home(settings) / "libs"
+        out = subprocess.run(
+            [settings.java, "-cp", f"{libs}/*", *_log4j(home), "kafka.tools.StorageTool",
+             "format", "-t", cluster_id, "-c", str(conf)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise GuardstreamError(
+                f"formatting the broker's storage failed: {(out.stderr or out.stdout)[-300:]}",
+                f"delete {data} and run `guardstream stack up` again",
+            )
+    return conf
+
+
+def _log4j(home: Path) -> list[str]:
+    return [f"-Dlog4j.configuration=file:{home / 'log4j.properties'}"]
+
+
+def _wait(
+    what: str, ready: Callable[[], bool], service: Service, settings: Settings, console: Console
+) -> None:
+    deadline = time.monotonic() + settings.startup_timeout_s
+    with console.status(f"waiting for the {what} to answer"):
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if service.exited_early():
+                last = " | ".join(tail(service.log_file, 3))[-400:]
+                raise GuardstreamError(
+                    f"the {what} exited during start-up: {last}",
+                    f"read {service.log_file} (`guardstream stack logs {service.name}`)",
+                )
+            time.sleep(0.5)
+    raise GuardstreamError(
+        f"the {what} did not become healthy within {settings.startup_timeout_s:.0f} s",
+        f"read {service.log_file}, or raise GUARDSTREAM_STARTUP_TIMEOUT_S on a slow machine",
+    )
+
+
+def broker_ready(settings: Settings) -> bool:
+    """Whether the broker answers a metadata request (not merely an open port)."""
+    if not port_open(settings.host, settings.kafka_port):
+        return False
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    try:
+        md = admin.list_topics(timeout=3)
+    except Exception:
+        return False
+    return bool(md.brokers)
+
+
+def registry_ready(settings: Settings) -> bool:
+    """Whether the registry answers `GET /subjects` on its Confluent-compatible API."""
+    try:
+        r = httpx.get(f"{settings.registry_api}/subjects", timeout=2.0)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200
+
+
+def up(settings: Settings, console: Console) -> None:
+    """Fetch (once), start (unless running) and health-check the broker and the registry."""
+    kafka, registry = _services(settings)
+    check_java(settings)
+
+    if kafka.pid() is None:
+        if port_open(settings.host, settings.kafka_port):
+            raise _port_taken_error(
+                "broker", settings.host, settings.kafka_port, "GUARDSTREAM_KAFKA_PORT"
+            )
+        if port_open(settings.host, settings.kafka_controller_port):
+            raise _port_taken_error(
+                "broker's controller",
+                settings.host,
+                settings.kafka_controller_port,
+                "GUARDSTREAM_KAFKA_CONTROLLER_PORT",
+            )
+        libs = fetch.ensure_kafka(settings, console)
+        home = settings.data_dir / "kafka"
+        home.mkdir(parents=True, exist_ok=True)
+        conf = _kafka_config(settings, home)
+        kafka.start(
+            [settings.java, *settings.kafka_heap.split(), "-XX:+UseG1GC",
+             "-Djava.awt.headless=true", f"{'-Dguardstream.service='}kafka", *_log4j(home),
+             "-cp", f"{libs}/*", "kafka.Kafka", str(conf)],
+            cwd=home,
+        )  # fmt: skip
+    if registry.pid() is None:
+        if port_open(settings.host, settings.registry_port):
+            raise _port_taken_error(
+                "registry", settings.host, settings.registry_port, "GUARDSTREAM_REGISTRY_PORT"
+            )
+        app = fetch.ensure_registry(settings, console)
+        home = settings.data_dir / "registry"
+        home.mkdir(parents=True, exist_ok=True)
+        # A file-backed H2 database, so registered schemas survive a restart of the stack.
+        db = f"jdbc:h2:file:{home / 'db'};DB_CLOSE_ON_EXIT=FALSE"
+        registry.start(
+            [settings.java, *settings.registry_heap.split(), "-Dguardstream.service=registry",
+             f"-Dquarkus.http.host={settings.host}",
+             f"-Dquarkus.http.port={settings.registry_port}",
+             "-Dapicurio.storage.kind=sql", "-Dapicurio.storage.sql.kind=h2",
+             f"-Dapicurio.datasource.url={db}",
+             "-jar", str(fetch.registry_jar(app))],
+            cwd=home,
+        )  # fmt: skip
+
+    _wait("broker", lambda: broker_ready(settings), kafka, settings, console)
+    _wait("registry", lambda: registry_ready(settings), registry, settings, console)
+
+
+def down(settings: Settings, console: Console) -> None:
+    """Stop the processes `up` started (and nothing else)."""
+    for service in reversed(_services(settings)):
+        with console.status(f"stopping {service.name}"):
+            stopped = service.stop()
+        console.print(f"{service.name}: {'stopped' if stopped else 'was not running'}")
+
+
+def status(settings: Settings) -> list[Health]:
+    """Each service's pid, address and health."""
+    kafka, registry = _services(settings)
+    return [
+        Health("kafka", kafka.pid(), settings.kafka_bootstrap, broker_ready(settings)),
+        Health("registry", registry.pid(), settings.registry_api, registry_ready(settings)),
+    ]
+
+
+def log_file(settings: Settings, name: str) -> Path:
+    """The log file of a service by name."""
+    for service in _services(settings):
+        if service.name == name:
+            return service.log_file
+    raise GuardstreamError(f"there is no stack service named '{name}'", "use kafka or registry")

@@ -1,0 +1,1 @@
+"""Topics, the CloudEvents + Avro wire format, and the schema-registry client."""

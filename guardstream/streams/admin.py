@@ -1,0 +1,50 @@
+"""Creating guardstream's topics on the broker (idempotent)."""
+
+from __future__ import annotations
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from guardstream.errors import GuardstreamError
+from guardstream.settings import Settings
+from guardstream.streams.topics import TOPICS
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    """An Admin API client for the configured broker."""
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+
+
+def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create every missing guardstream topic; return the names created."""
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except Exception as exc:
+        raise GuardstreamError(
+            f"cannot reach the broker at {settings.kafka_bootstrap}: {exc}",
+            "start it with `guardstream stack up` or set GUARDSTREAM_BOOTSTRAP_SERVERS",
+        ) from exc
+    wanted = [
+        NewTopic(
+            settings.topic(t.name),
+            num_partitions=settings.default_partitions,
+            replication_factor=1,
+            config={"max.message.bytes": str(64 * 1024 * 1024), **t.config},
+        )
+        for t in TOPICS
+        if settings.topic(t.name) not in existing
+    ]
+    if not wanted:
+        return []
+    created = []
+    for name, future in admin.create_topics(wanted, operation_timeout=timeout_s).items():
+        try:
+            future.result()
+            created.append(name)
+        except Exception as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise GuardstreamError(
+                    f"creating topic {name} failed: {exc}",
+                    "check the broker log (`guardstream stack logs kafka`)",
+                ) from exc
+    return created

@@ -1,0 +1,108 @@
+"""The Avro schemas in `schemas/*.avsc`: loading, inlining shared named types, parsing.
+
+A schema file may name a type defined in another file (the decision embeds the request).
+The registry needs each subject's schema self-contained, so loading inlines the first use of
+each foreign named type; everything else in the files (docs, defaults) is kept as written.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+from guardstream.settings import REPO_ROOT
+
+SCHEMA_DIR = REPO_ROOT / "schemas"
+_PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
+
+
+def _fullname(node: dict[str, Any], namespace: str | None) -> str:
+    name = str(node["name"])
+    if "." in name:
+        return name
+    ns = node.get("namespace", namespace)
+    return f"{ns}.{name}" if ns else name
+
+
+def _collect(node: Any, namespace: str | None, out: dict[str, dict[str, Any]]) -> None:
+    """Record every named type (record, enum, fixed) defined in a schema."""
+    if isinstance(node, list):
+        for item in node:
+            _collect(item, namespace, out)
+    elif isinstance(node, dict):
+        kind = node.get("type")
+        if kind in ("record", "error", "enum", "fixed"):
+            full = _fullname(node, namespace)
+            out[full] = node
+            namespace = full.rsplit(".", 1)[0] if "." in full else namespace
+        for key in ("fields", "items", "values"):
+            if key in node:
+                _collect(node[key], namespace, out)
+        if "type" in node and isinstance(node["type"], (dict, list)):
+            _collect(node["type"], namespace, out)
+
+
+def _inline(
+    node: Any, namespace: str | None, known: dict[str, dict[str, Any]], defined: set[str]
+) -> Any:
+    if isinstance(node, str):
+        if node in _PRIMITIVES:
+            return node
+        full = node if "." in node else (f"{namespace}.{node}" if namespace else node)
+        if full in defined or full not in known:
+            return node
+        defined.add(full)
+        target = json.loads(json.dumps(known[full]))
+        target["name"] = full.rsplit(".", 1)[-1]
+        target["namespace"] = full.rsplit(".", 1)[0]
+        return _inline(target, namespace, known, defined)
+    if isinstance(node, list):
+        return [_inline(x, namespace, known, defined) for x in node]
+    if isinstance(node, dict):
+        out = dict(node)
+        if node.get("type") in ("record", "error", "enum", "fixed"):
+            full = _fullname(node, namespace)
+            defined.add(full)
+            namespace = full.rsplit(".", 1)[0] if "." in full else namespace
+        if "fields" in out:
+            out["fields"] = [
+                {**f, "type": _inline(f["type"], namespace, known, defined)} for f in out["fields"]
+            ]
+        for key in ("items", "values"):
+            if key in out:
+                out[key] = _inline(out[key], namespace, known, defined)
+        if isinstance(out.get("type"), (dict, list)):
+            out["type"] = _inline(out["type"], namespace, known, defined)
+        return out
+    return node
+
+
+def load_all(directory: Path = SCHEMA_DIR) -> dict[str, dict[str, Any]]:
+    """Every schema file by stem (e.g. ``"request"``), self-contained and as written."""
+    raw: dict[str, dict[str, Any]] = {}
+    for path in sorted(directory.glob("*.avsc")):
+        try:
+            raw[path.stem] = json.loads(path.read_text())
+        except ValueError as exc:
+            from guardstream.errors import GuardstreamError
+
+            raise GuardstreamError(f"{path} is not valid JSON: {exc}", "fix the file") from exc
+    known: dict[str, dict[str, Any]] = {}
+    for schema in raw.values():
+        _collect(schema, None, known)
+    return {stem: _inline(schema, None, known, set()) for stem, schema in raw.items()}
+
+
+@cache
+def reader_schema(stem: str) -> Any:
+    """The current (reader) schema of a file in `schemas/`, parsed for fastavro."""
+    return fastavro.parse_schema(load_all()[stem])
+
+
+def schema_text(stem: str) -> str:
+    """The self-contained schema text registered for a file in `schemas/`."""
+    return json.dumps(load_all()[stem], separators=(",", ":"))

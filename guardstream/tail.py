@@ -1,0 +1,157 @@
+"""`guardstream tail`: follow the result topics and print each decision readably."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from rich.console import Console
+from rich.text import Text
+
+from guardstream.settings import Settings
+from guardstream.streams.codec import Codec
+from guardstream.streams.registry import Registry
+
+RESULT_TOPICS = ("admitted", "rejected", "deadletter")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One record read from a result topic, decoded."""
+
+    topic: str
+    partition: int
+    offset: int
+    headers: dict[str, bytes]
+    record: dict[str, Any]
+
+
+def end_offsets(settings: Settings) -> dict[tuple[str, int], int]:
+    """The current end offset of every result-topic partition (to read only what follows)."""
+    consumer = _consumer(settings)
+    try:
+        out = {}
+        for short in RESULT_TOPICS:
+            topic = settings.topic(short)
+            md = consumer.list_topics(topic, timeout=10).topics[topic]
+            for p in md.partitions:
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                out[(topic, p)] = high
+        return out
+    finally:
+        consumer.close()
+
+
+def _consumer(settings: Settings) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": "guardstream-tail",
+            "enable.auto.commit": False,
+            "log_level": 0,
+            "fetch.message.max.bytes": 64 * 1024 * 1024,
+            "receive.message.max.bytes": 128 * 1024 * 1024,
+        }
+    )
+
+
+def follow(
+    settings: Settings,
+    *,
+    start: dict[tuple[str, int], int] | None = None,
+    from_beginning: bool = False,
+    stop: Callable[[], bool] = lambda: False,
+    idle_timeout_s: float | None = None,
+) -> Iterator[Seen]:
+    """Yield decoded records from the result topics until `stop()` or an idle timeout."""
+    registry = Registry(settings)
+    codec = Codec(settings, registry)
+    consumer = _consumer(settings)
+    assignment = []
+    for short in RESULT_TOPICS:
+        topic = settings.topic(short)
+        md = consumer.list_topics(topic, timeout=10).topics[topic]
+        for p in md.partitions:
+            if start is not None:
+                offset = start.get((topic, p), OFFSET_BEGINNING)
+            else:
+                offset = OFFSET_BEGINNING if from_beginning else OFFSET_END
+            assignment.append(TopicPartition(topic, p, offset))
+    consumer.assign(assignment)
+    last = time.monotonic()
+    try:
+        while not stop():
+            msg = consumer.poll(0.5)
+            if msg is None:
+                if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
+                    return
+                continue
+            if msg.error():
+                continue
+            last = time.monotonic()
+            short = msg.topic().removeprefix(settings.topic_prefix + ".")
+            stem = "deadletter" if short == "deadletter" else "decision"
+            try:
+                record = codec.decode(msg.value(), stem)
+            except Exception as exc:  # a result we cannot read is shown, not fatal
+                record = {"undecodable": str(exc)}
+            yield Seen(
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                {k: v for k, v in (msg.headers() or []) if v is not None},
+                record,
+            )
+    finally:
+        consumer.close()
+        registry.close()
+
+
+def render(seen: Seen, settings: Settings) -> Text:
+    """One line per decision: outcome, tenant, request id, reasons."""
+    short = seen.topic.removeprefix(settings.topic_prefix + ".")
+    r = seen.record
+    line = Text()
+    if short == "deadletter":
+        line.append("DEADLETTER ", style="bold magenta")
+        line.append(f"{r.get('error_code')} ", style="magenta")
+        line.append(f"{seen.topic}[{seen.partition}]@{seen.offset} ← ")
+        line.append(
+            f"{r.get('original_topic')}[{r.get('original_partition')}]@"
+            f"{r.get('original_offset')}: {r.get('error_detail')}",
+            style="dim",
+        )
+        return line
+    admitted = r.get("outcome") == "ADMITTED"
+    line.append(
+        "ADMITTED " if admitted else "REJECTED ", style="bold green" if admitted else "bold red"
+    )
+    line.append(f"{r.get('tenant_id') or '-':<10} ", style="cyan")
+    line.append(f"{r.get('request_id')} ")
+    if admitted:
+        line.append(f"est. {r.get('cost_estimate_micros', 0)} µ$", style="dim")
+    for reason in r.get("reasons", []):
+        line.append(f"{reason['code']}", style="red")
+        line.append(f" ({reason['detail']}) ", style="dim")
+    return line
+
+
+def as_json(seen: Seen) -> str:
+    """The decision as one JSON line (bytes as latin-1 strings)."""
+
+    def default(o: Any) -> Any:
+        return o.decode("latin-1") if isinstance(o, bytes) else str(o)
+
+    return json.dumps({"topic": seen.topic, **seen.record}, default=default)
+
+
+def print_seen(console: Console, seen: Seen, settings: Settings, json_lines: bool) -> None:
+    """Print one record in the chosen style."""
+    if json_lines:
+        console.print(as_json(seen), markup=False, highlight=False, soft_wrap=True)
+    else:
+        console.print(render(seen, settings), soft_wrap=True)

@@ -1,0 +1,19 @@
+"""`guardstream worker`: check what the worker needs, then run the Faust worker."""
+
+from __future__ import annotations
+
+from guardstream.settings import Settings
+from guardstream.streams.admin import ensure_topics
+
+
+def run(settings: Settings, loglevel: str = "info") -> None:
+    """Create missing topics, resolve output schema ids, and run until stopped."""
+    import faust
+
+    from guardstream.app import create_app
+
+    ensure_topics(settings)
+    app, ctx = create_app(settings)
+    ctx.codec.resolve_output_ids()
+    worker = faust.Worker(app, loglevel=loglevel)
+    worker.execute_from_commandline()
