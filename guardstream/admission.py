@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guardstream import decisions
-from guardstream.decisions import DECISION_TYPE, REQUEST_TYPE, Ingress
+from guardstream.decisions import DEADLETTER_TYPE, DECISION_TYPE, REQUEST_TYPE, Ingress
 from guardstream.payload import PayloadProblem, validate_request
 from guardstream.reasons import Reason
 from guardstream.streams.avro import FramingError
@@ -49,18 +49,25 @@ class Outcome:
     tenant_id: str | None
 
 
-def _decision_out(
-    codec: Codec, rec: RawRecord, attrs: dict[str, str] | CloudEventAttrs, record: dict[str, Any]
-) -> Outcome:
-    request_id = attrs.id if isinstance(attrs, CloudEventAttrs) else attrs["id"]
-    trace = None
-    extensions: dict[str, str] = {"requestid": request_id}
-    if isinstance(attrs, CloudEventAttrs):
-        trace = attrs.traceparent()
-    else:
-        trace = attrs.get("traceparent")
-    if trace:
-        extensions["traceparent"] = trace
+@dataclass(frozen=True)
+class Identity:
+    """Who a decision answers: the request's CloudEvents id and source, and its trace."""
+
+    id: str
+    source: str
+    traceparent: str | None
+
+    @classmethod
+    def of(cls, attrs: CloudEventAttrs | dict[str, str]) -> Identity:
+        if isinstance(attrs, CloudEventAttrs):
+            return cls(attrs.id, attrs.source, attrs.traceparent())
+        return cls(attrs["id"], attrs["source"], attrs.get("traceparent"))
+
+
+def _decision_out(codec: Codec, rec: RawRecord, who: Identity, record: dict[str, Any]) -> Outcome:
+    extensions = {"requestid": who.id}
+    if who.traceparent:
+        extensions["traceparent"] = who.traceparent
     admitted = record["outcome"] == "ADMITTED"
     topic = "admitted" if admitted else "rejected"
     headers = binary_headers(
@@ -68,7 +75,7 @@ def _decision_out(
         source=SOURCE,
         type=DECISION_TYPE,
         time_ms=rec.ingress.timestamp_ms,
-        subject=request_id,
+        subject=who.id,
         extensions=extensions,
     )
     key = record["tenant_id"].encode() if record["tenant_id"] else rec.key
@@ -89,7 +96,7 @@ def _dead(codec: Codec, rec: RawRecord, code: Reason, detail: str) -> Outcome:
     headers = binary_headers(
         id=decisions.decision_id(rec.ingress),
         source=SOURCE,
-        type="io.guardstream.deadletter.v1",
+        type=DEADLETTER_TYPE,
         time_ms=rec.ingress.timestamp_ms,
     )
     return Outcome("deadletter", rec.key, codec.encode("deadletter", envelope), headers, code, None)
@@ -98,20 +105,19 @@ def _dead(codec: Codec, rec: RawRecord, code: Reason, detail: str) -> Outcome:
 def _reject(
     codec: Codec,
     rec: RawRecord,
-    attrs: dict[str, str] | CloudEventAttrs,
+    who: Identity,
     reasons: list[dict[str, Any]],
     tenant_id: str | None = None,
 ) -> Outcome:
-    ident = attrs if isinstance(attrs, CloudEventAttrs) else None
     record = decisions.decision(
         rec.ingress,
-        request_id=ident.id if ident else attrs["id"],  # type: ignore[index]
-        request_source=ident.source if ident else attrs["source"],  # type: ignore[index]
+        request_id=who.id,
+        request_source=who.source,
         tenant_id=tenant_id,
         admitted=False,
         reasons=reasons,
     )
-    return _decision_out(codec, rec, attrs, record)
+    return _decision_out(codec, rec, who, record)
 
 
 def judge(codec: Codec, rec: RawRecord, max_bytes: int) -> Outcome:
@@ -123,15 +129,17 @@ def judge(codec: Codec, rec: RawRecord, max_bytes: int) -> Outcome:
     try:
         attrs = read_headers(rec.headers, (REQUEST_TYPE,))
     except CloudEventError as exc:
-        if exc.identified and exc.code not in (Reason.HEADER_INVALID,):
-            return _reject(
-                codec, rec, exc.attrs, [decisions.reason(exc.code, exc.detail, exc.field)]
-            )
+        # Without a usable id and source nobody can be answered; broken headers mean the
+        # record's bytes are what an operator needs to see.
+        if exc.identified and exc.code is not Reason.HEADER_INVALID:
+            why = [decisions.reason(exc.code, exc.detail, exc.field)]
+            return _reject(codec, rec, Identity.of(exc.attrs), why)
         return _dead(codec, rec, exc.code, exc.detail)
+    who = Identity.of(attrs)
 
     if rec.value is not None and len(rec.value) > max_bytes:
         detail = f"value is {len(rec.value)} bytes; the limit is {max_bytes} bytes"
-        return _reject(codec, rec, attrs, [decisions.reason(Reason.PAYLOAD_TOO_LARGE, detail)])
+        return _reject(codec, rec, who, [decisions.reason(Reason.PAYLOAD_TOO_LARGE, detail)])
 
     try:
         data = codec.decode(rec.value or b"", "request")
@@ -148,7 +156,7 @@ def judge(codec: Codec, rec: RawRecord, max_bytes: int) -> Outcome:
             decisions.reason(Reason.PAYLOAD_INVALID, f"{f}: {m}", f) for f, m in exc.problems
         ]
         valid_tenant = tenant if isinstance(tenant, str) and len(tenant) <= 64 else None
-        return _reject(codec, rec, attrs, reasons, valid_tenant)
+        return _reject(codec, rec, who, reasons, valid_tenant)
 
     record = decisions.decision(
         rec.ingress,
@@ -158,4 +166,4 @@ def judge(codec: Codec, rec: RawRecord, max_bytes: int) -> Outcome:
         admitted=True,
         sanitized_request=request.model_dump(),
     )
-    return _decision_out(codec, rec, attrs, record)
+    return _decision_out(codec, rec, who, record)

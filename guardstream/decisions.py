@@ -11,6 +11,7 @@ from guardstream.reasons import Reason
 REQUEST_TYPE = "io.guardstream.request.v1"
 USAGE_TYPE = "io.guardstream.usage.v1"
 DECISION_TYPE = "io.guardstream.decision.v1"
+DEADLETTER_TYPE = "io.guardstream.deadletter.v1"
 _NAMESPACE = uuid.UUID("6f1b7a3e-3c2d-5b8e-9a41-0d5c2e7f9b10")
 
 

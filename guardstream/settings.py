@@ -51,6 +51,7 @@ class Settings(BaseSettings):
         None, description="Confluent-compatible registry API; defaults to the local Apicurio"
     )
     schema_compatibility: str = Field("BACKWARD", description="Registry compatibility rule")
+    schema_dir: Path = Field(REPO_ROOT / "schemas", description="Directory of the .avsc files")
 
     # --- pipeline --------------------------------------------------------------------------
     topic_prefix: str = Field("guardstream", description="Common prefix of every topic")

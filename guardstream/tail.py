@@ -93,19 +93,16 @@ def follow(
             if msg.error():
                 continue
             last = time.monotonic()
-            short = msg.topic().removeprefix(settings.topic_prefix + ".")
+            topic = msg.topic() or ""
+            short = topic.removeprefix(settings.topic_prefix + ".")
             stem = "deadletter" if short == "deadletter" else "decision"
             try:
-                record = codec.decode(msg.value(), stem)
+                record = codec.decode(msg.value() or b"", stem)
             except Exception as exc:  # a result we cannot read is shown, not fatal
                 record = {"undecodable": str(exc)}
-            yield Seen(
-                msg.topic(),
-                msg.partition(),
-                msg.offset(),
-                {k: v for k, v in (msg.headers() or []) if v is not None},
-                record,
-            )
+            raw_headers: Any = msg.headers() or []
+            headers = {k: v for k, v in raw_headers if isinstance(v, bytes)}
+            yield Seen(topic, msg.partition() or 0, msg.offset() or 0, headers, record)
     finally:
         consumer.close()
         registry.close()

@@ -97,7 +97,7 @@ def _run_mvn(settings: Settings, args: list[str], what: str, console: Console) -
         assert proc.stdout is not None
         buf = b""
         files = 0
-        while chunk := proc.stdout.read1(8192):
+        while chunk := proc.stdout.read1(8192):  # type: ignore[attr-defined]
             buf += chunk
             *lines, buf = re.split(rb"[\r\n]", buf)
             for raw in lines:

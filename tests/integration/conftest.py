@@ -1,0 +1,173 @@
+"""The real stack for integration tests, started with the same code as `guardstream stack up`.
+
+Each test session uses its own topic prefix and consumer group, so it never reads a
+developer's demo data, and stops the stack afterwards only if it was the one to start it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from rich.console import Console
+
+from guardstream import schema_ops
+from guardstream.settings import Settings
+from guardstream.stack import services
+from guardstream.streams.admin import ensure_topics
+from guardstream.streams.codec import Codec
+from guardstream.streams.registry import Registry
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    run = uuid.uuid4().hex[:8]
+    return Settings(
+        topic_prefix=f"gstest{run}",
+        app_id=f"gstest{run}",
+        worker_web_port=_free_port(),
+        worker_state_dir=tmp_path_factory.mktemp("worker"),
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Iterator[Settings]:
+    started_here = all(h.pid is None for h in services.status(settings))
+    services.up(settings, Console(stderr=True))
+    ensure_topics(settings)
+    registry = Registry(settings)
+    schema_ops.register_all(settings, registry)
+    registry.close()
+    yield settings
+    if started_here and not os.environ.get("GUARDSTREAM_KEEP_STACK"):
+        services.down(settings, Console(stderr=True))
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment that points a worker subprocess at this session's topics."""
+    return {
+        **os.environ,
+        "GUARDSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "GUARDSTREAM_APP_ID": settings.app_id,
+        "GUARDSTREAM_WORKER_WEB_PORT": str(settings.worker_web_port),
+        "GUARDSTREAM_WORKER_STATE_DIR": str(settings.state_dir),
+    }
+
+
+class Worker:
+    """A real `guardstream worker` process."""
+
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.settings = settings
+        self.log = log
+        with log.open("ab") as f:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "guardstream", "worker", "--loglevel", "warning"],
+                env=worker_env(settings),
+                stdout=f,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"worker exited: {log.read_text()[-2000:]}"
+            try:
+                httpx.get(f"http://127.0.0.1:{settings.worker_web_port}/", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise AssertionError(f"worker web port never opened: {log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    w = Worker(stack, tmp_path_factory.mktemp("logs") / "worker.log")
+    yield w
+    alive = w.proc.poll() is None
+    w.stop()
+    assert alive, "the worker died during the session"
+
+
+class Results:
+    """Reads every result topic from the beginning and decodes what it finds."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = Registry(settings)
+        self.codec = Codec(settings, self.registry)
+        self.consumer = Consumer(
+            {"bootstrap.servers": settings.kafka_bootstrap, "group.id": "unused",
+             "enable.auto.commit": False, "log_level": 0,
+             "fetch.message.max.bytes": 64 * 1024 * 1024},
+        )  # fmt: skip
+        parts = []
+        for short in ("admitted", "rejected", "deadletter"):
+            topic = settings.topic(short)
+            md = self.consumer.list_topics(topic, timeout=10).topics[topic]
+            parts += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.partitions]
+        self.consumer.assign(parts)
+        self.seen: list[tuple[str, dict[str, Any], dict[str, bytes]]] = []
+
+    def poll(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            msg = self.consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            short = msg.topic().removeprefix(self.settings.topic_prefix + ".")
+            stem = "deadletter" if short == "deadletter" else "decision"
+            record = self.codec.decode(msg.value(), stem)
+            self.seen.append((short, record, dict(msg.headers() or [])))
+
+    def wait_for(
+        self, pred: Callable[[str, dict[str, Any]], bool], timeout: float = 60, count: int = 1
+    ) -> list[tuple[str, dict[str, Any], dict[str, bytes]]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            hits = [s for s in self.seen if pred(s[0], s[1])]
+            if len(hits) >= count or time.monotonic() > deadline:
+                return hits
+            self.poll(0.5)
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.registry.close()
+
+
+@pytest.fixture
+def results(stack: Settings) -> Iterator[Results]:
+    r = Results(stack)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def raw_producer(stack: Settings) -> Iterator[Producer]:
+    p = Producer({"bootstrap.servers": stack.kafka_bootstrap, "log_level": 0})
+    yield p
+    assert p.flush(30) == 0

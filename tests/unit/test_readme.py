@@ -1,0 +1,19 @@
+"""The README documents every reason code and every setting the code has."""
+
+from __future__ import annotations
+
+from guardstream.reasons import DESCRIPTIONS, Reason
+from guardstream.settings import REPO_ROOT, Settings
+
+README = (REPO_ROOT / "README.md").read_text()
+
+
+def test_every_reason_code_is_documented_with_its_route() -> None:
+    for code in Reason:
+        route, _ = DESCRIPTIONS[code]
+        assert f"| `{code}` | {route} |" in README, code
+
+
+def test_every_setting_is_documented() -> None:
+    for name in Settings.model_fields:
+        assert f"`GUARDSTREAM_{name.upper()}`" in README, name
