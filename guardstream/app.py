@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
 
+from guardstream.metrics import FAUST_PREFIX
 from guardstream.settings import Settings
 from guardstream.streams.codec import Codec
 from guardstream.streams.registry import Registry
@@ -39,6 +41,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         broker_commit_interval=1.0,
         stream_wait_empty=False,
     )
+    # Faust's own sensors, with a fixed prefix so dashboards do not depend on the app id;
+    # they share the default registry with guardstream's metrics on `/metrics`.
+    setup_prometheus_sensors(app, name_prefix=FAUST_PREFIX)
     registry = Registry(settings)
     ctx = Context(settings=settings, codec=Codec(settings, registry))
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import faust
 
-from guardstream.admission import RawRecord, judge
+from guardstream.admission import STAGE, RawRecord, judge
 from guardstream.app import Context
 from guardstream.decisions import Ingress
+from guardstream.metrics import record_outcome
 from guardstream.streams.avro import FramingError, split_frame
 from guardstream.streams.registry import RegistryUnavailable, SchemaUnknown
 
@@ -53,6 +55,7 @@ def register(app: faust.App, ctx: Context) -> None:
     async def ingest(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
+            started = time.perf_counter()
             rec = RawRecord(
                 ingress=Ingress(msg.topic, msg.partition, msg.offset, round(msg.timestamp * 1000)),
                 key=msg.key,
@@ -67,3 +70,4 @@ def register(app: faust.App, ctx: Context) -> None:
                 except RegistryUnavailable:  # evicted between warm-up and use: retry
                     await _warm_writer_schema(ctx, rec.value)
             await outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers)
+            record_outcome(STAGE, out.topic, out.code, started, rec.ingress.timestamp_ms)

@@ -1,0 +1,94 @@
+"""Every Prometheus metric guardstream exports, in one place.
+
+Labels are bounded by construction: stage, outcome, reason code, tier, topic and partition
+are small closed sets; per-tenant series exist only for tenants in the opt-in allow-list
+(`GUARDSTREAM_METRICS_TENANTS`), never for every tenant id a client can invent. No metric
+carries prompt text or PII.
+
+Faust's own sensors (rebalances, commit latency, per-partition offsets) are exported by its
+Prometheus integration with the fixed prefix `faust_`, on the same `/metrics` page.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+FAUST_PREFIX = "faust"
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+EVENTS = Counter(
+    "guardstream_events_total",
+    "Records a stage finished, by outcome (admitted, rejected, deadletter, forwarded)",
+    ["stage", "outcome"],
+)
+REJECTIONS = Counter(
+    "guardstream_rejections_total", "Decisions on `rejected`, by reason code", ["stage", "reason"]
+)
+DEADLETTERS = Counter(
+    "guardstream_deadletters_total", "Records sent to `deadletter`, by reason", ["stage", "reason"]
+)
+STAGE_LATENCY = Histogram(
+    "guardstream_stage_latency_seconds",
+    "Time a stage spent on one record (decode to send)",
+    ["stage"],
+    buckets=_LATENCY_BUCKETS,
+)
+END_TO_END_LATENCY = Histogram(
+    "guardstream_end_to_end_latency_seconds",
+    "Ingress record timestamp to decision produced",
+    ["stage"],
+    buckets=_LATENCY_BUCKETS,
+)
+REGISTRY_LOOKUPS = Counter(
+    "guardstream_registry_lookups_total",
+    "Writer-schema lookups, by result (hit, miss, unknown, error)",
+    ["result"],
+)
+REGISTRY_BREAKER = Gauge(
+    "guardstream_registry_breaker_open",
+    "1 while the registry circuit breaker is open (lookups paused), else 0",
+)
+WORKER_READY = Gauge(
+    "guardstream_worker_ready", "1 once the worker has recovered its tables and is processing"
+)
+RATE_LIMITED = Counter(
+    "guardstream_rate_limited_total", "Requests refused by a rate limit, by tier", ["tier"]
+)
+SPEND = Counter(
+    "guardstream_spend_micros_total", "Settled spend in micro-dollars, by tier", ["tier"]
+)
+RESERVED = Gauge(
+    "guardstream_reserved_micros", "Outstanding budget reservations in micro-dollars", ["tier"]
+)
+TENANT_SPEND = Counter(
+    "guardstream_tenant_spend_micros_total",
+    "Settled spend of allow-listed tenants (GUARDSTREAM_METRICS_TENANTS)",
+    ["tenant"],
+)
+TENANT_BUDGET = Gauge(
+    "guardstream_tenant_budget_micros",
+    "Budget limit of allow-listed tenants, by period (daily, monthly)",
+    ["tenant", "period"],
+)
+BUDGET_ALERTS = Counter(
+    "guardstream_budget_alerts_total", "Budget alerts emitted, by kind and tier", ["kind", "tier"]
+)
+TABLE_KEYS = Gauge("guardstream_table_keys", "Keys held in each table by this worker", ["table"])
+
+
+def record_outcome(stage: str, topic: str, code: str, started: float, ingress_ts_ms: int) -> None:
+    """Count one finished record and observe its stage and end-to-end latency.
+
+    `topic` is the short name it was sent to; `started` a `time.perf_counter()` reading.
+    """
+    import time
+
+    EVENTS.labels(stage, topic).inc()
+    if topic == "rejected":
+        REJECTIONS.labels(stage, code).inc()
+    elif topic == "deadletter":
+        DEADLETTERS.labels(stage, code).inc()
+    STAGE_LATENCY.labels(stage).observe(time.perf_counter() - started)
+    if topic in ("admitted", "rejected"):
+        END_TO_END_LATENCY.labels(stage).observe(max(0.0, time.time() - ingress_ts_ms / 1000))
