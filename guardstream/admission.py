@@ -1,30 +1,47 @@
-"""Judging one ingress record: decode → check → decide, as a routed outcome.
+"""Judging one ingress record: decode → check → clean → route, as an outcome to send.
 
 No Kafka or Faust here: the agent hands in the record's bytes and coordinates and sends what
-comes back. Every path ends in exactly one outcome, so no input can stall a partition.
+comes back. Every path ends in exactly one outcome, so no input can stall a partition:
+`deadletter` for bytes that cannot be read, `rejected` for content that is refused, and
+`metering` (re-keyed by tenant) for requests and usage reports that pass.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from guardstream import decisions
-from guardstream.decisions import DEADLETTER_TYPE, DECISION_TYPE, REQUEST_TYPE, Ingress
-from guardstream.payload import PayloadProblem, validate_request
+from guardstream.catalog import Catalog
+from guardstream.decisions import (
+    DEADLETTER_TYPE,
+    DECISION_TYPE,
+    REQUEST_TYPE,
+    USAGE_TYPE,
+    Ingress,
+)
+from guardstream.payload import PayloadProblem, validate_request, validate_usage
+from guardstream.preprocess import DEFAULT_POLICY, Policy, apply_policy, estimate_prompt_tokens
 from guardstream.reasons import Reason
 from guardstream.streams.avro import FramingError
 from guardstream.streams.cloudevents import (
+    AVRO_CONTENT_TYPE,
     CloudEventAttrs,
     CloudEventError,
+    StructuredDecodeError,
     binary_headers,
-    read_headers,
+    check_attributes,
+    read_envelope,
+    read_structured,
 )
 from guardstream.streams.codec import Codec
 from guardstream.streams.registry import SchemaUnknown
 
 STAGE = "ingest"
+REQUEST_RECORD = "io.guardstream.v1.Request"
 SOURCE = "/guardstream/ingest"
+PolicyLookup = Callable[[str], Policy]
 
 
 @dataclass(frozen=True)
@@ -45,13 +62,14 @@ class Outcome:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
-    code: str  # the first reason code, or "ADMITTED"
+    code: str  # the first reason code, or "FORWARDED"
     tenant_id: str | None
+    findings: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a decision answers: the request's CloudEvents id and source, and its trace."""
+    """Who a decision answers: the event's CloudEvents id and source, and its trace."""
 
     id: str
     source: str
@@ -64,106 +82,297 @@ class Identity:
         return cls(attrs["id"], attrs["source"], attrs.get("traceparent"))
 
 
-def _decision_out(codec: Codec, rec: RawRecord, who: Identity, record: dict[str, Any]) -> Outcome:
-    extensions = {"requestid": who.id}
-    if who.traceparent:
-        extensions["traceparent"] = who.traceparent
-    admitted = record["outcome"] == "ADMITTED"
-    topic = "admitted" if admitted else "rejected"
-    headers = binary_headers(
-        id=record["decision_id"],
-        source=SOURCE,
-        type=DECISION_TYPE,
-        time_ms=rec.ingress.timestamp_ms,
-        subject=who.id,
-        extensions=extensions,
-    )
-    key = record["tenant_id"].encode() if record["tenant_id"] else rec.key
-    code = "ADMITTED" if admitted else record["reasons"][0]["code"]
-    return Outcome(topic, key, codec.encode(topic, record), headers, code, record["tenant_id"])
+class Refused(Exception):
+    """Content that is read but refused: becomes a decision on `rejected`."""
+
+    def __init__(self, reasons: list[dict[str, Any]], tenant_id: str | None = None) -> None:
+        super().__init__(reasons[0]["detail"])
+        self.reasons = reasons
+        self.tenant_id = tenant_id
+
+    @classmethod
+    def one(cls, code: Reason, detail: str, where: str | None = None) -> Refused:
+        return cls([decisions.reason(code, detail, where)])
 
 
-def _dead(codec: Codec, rec: RawRecord, code: Reason, detail: str) -> Outcome:
+class Unreadable(Exception):
+    """Bytes that cannot be read: the original record goes to `deadletter`."""
+
+    def __init__(self, code: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Judge:
+    """Everything the ingest stage decides with; one per worker."""
+
+    codec: Codec
+    catalog: Catalog
+    max_record_bytes: int
+    policy_for: PolicyLookup = lambda _tenant: DEFAULT_POLICY
+
+    def judge(self, rec: RawRecord) -> Outcome:
+        """The outcome for one ingress record (its writer schema must already be cached).
+
+        Raises registry.RegistryUnavailable only: that is nobody's fault in the record, so
+        the caller retries rather than rejecting.
+        """
+        is_usage = rec.ingress.topic.endswith(".usage")
+        ce_type = USAGE_TYPE if is_usage else REQUEST_TYPE
+        try:
+            attrs, data = self._read(rec, ce_type)
+        except CloudEventError as exc:
+            # Without a usable id and source nobody can be answered; broken headers mean
+            # the record's bytes are what an operator needs to see.
+            if exc.identified and exc.code is not Reason.HEADER_INVALID:
+                why = [decisions.reason(exc.code, exc.detail, exc.field)]
+                return self._reject(rec, Identity.of(exc.attrs), why, None)
+            return self._dead(rec, exc.code, exc.detail)
+        except Unreadable as exc:
+            return self._dead(rec, exc.code, exc.detail)
+        who = Identity.of(attrs)
+        try:
+            if isinstance(data, Refused):
+                raise data
+            if is_usage:
+                return self._usage(rec, who, data)
+            return self._request(rec, who, data)
+        except Refused as exc:
+            return self._reject(rec, who, exc.reasons, exc.tenant_id)
+
+    # --- reading ------------------------------------------------------------------------
+
+    def _read(self, rec: RawRecord, ce_type: str) -> tuple[CloudEventAttrs, Any]:
+        """Attributes and decoded data, or Refused (as data) when identified but refused."""
+        env = read_envelope(rec.headers)
+        value = rec.value or b""
+        oversize = len(value) > self.max_record_bytes
+        if env.structured:
+            if oversize:  # the attributes are inside the value: nobody to answer
+                raise Unreadable(Reason.PAYLOAD_TOO_LARGE, self._size_detail(value))
+            try:
+                attrs, data = read_structured(value, env.content_type or "", (ce_type,))
+            except StructuredDecodeError as exc:
+                raise Unreadable(Reason.STRUCTURED_DECODE_FAILED, str(exc)) from None
+            if isinstance(data, bytes):
+                return attrs, self._decode_framed(data, ce_type)
+            if isinstance(data, dict):
+                return attrs, data
+            return attrs, Refused.one(
+                Reason.PAYLOAD_INVALID,
+                "structured event data must be a JSON object or bytes of Confluent-framed Avro",
+                "data",
+            )
+        attrs = check_attributes(env.attrs, (ce_type,), content_type=env.content_type)
+        media = (env.content_type or AVRO_CONTENT_TYPE).split(";")[0].strip().lower()
+        if media not in (AVRO_CONTENT_TYPE, "avro/binary"):
+            return attrs, Refused.one(
+                Reason.CONTENT_TYPE_UNSUPPORTED,
+                f"content-type '{media[:80]}' is not {AVRO_CONTENT_TYPE} (binary mode) nor "
+                "application/cloudevents+json / +avro (structured mode)",
+                "content-type",
+            )
+        if oversize:
+            return attrs, Refused.one(Reason.PAYLOAD_TOO_LARGE, self._size_detail(value))
+        return attrs, self._decode_framed(value, ce_type)
+
+    def _size_detail(self, value: bytes) -> str:
+        return f"value is {len(value)} bytes; the limit is {self.max_record_bytes} bytes"
+
+    def _decode_framed(self, value: bytes, ce_type: str) -> Any:
+        stem = "usage" if ce_type == USAGE_TYPE else "request"
+        try:
+            return self.codec.decode(value, stem)
+        except FramingError as exc:
+            raise Unreadable(Reason(exc.code), exc.detail) from None
+        except SchemaUnknown as exc:
+            raise Unreadable(Reason.SCHEMA_UNKNOWN, str(exc)) from None
+
+    # --- deciding -----------------------------------------------------------------------
+
+    def _request(self, rec: RawRecord, who: Identity, data: dict[str, Any]) -> Outcome:
+        try:
+            request = validate_request(data)
+        except PayloadProblem as exc:
+            tenant = data.get("tenant_id")
+            why = [
+                decisions.reason(Reason.PAYLOAD_INVALID, f"{f}: {m}", f) for f, m in exc.problems
+            ]
+            valid = tenant if isinstance(tenant, str) and len(tenant) <= 64 else None
+            raise Refused(why, valid) from None
+        tenant = request.tenant_id
+        spec = self.catalog.get(request.model)
+        if spec is None:
+            raise Refused(
+                [decisions.reason(Reason.MODEL_UNKNOWN,
+                                  f"model '{request.model[:64]}' is not in the model catalog "
+                                  f"(version {self.catalog.version})", "model")],
+                tenant,
+            )  # fmt: skip
+        if request.max_tokens > spec.max_output_tokens:
+            raise Refused(
+                [decisions.reason(Reason.MAX_TOKENS_EXCEEDED,
+                                  f"max_tokens {request.max_tokens} exceeds {request.model}'s "
+                                  f"limit of {spec.max_output_tokens}", "max_tokens")],
+                tenant,
+            )  # fmt: skip
+        policy = self.policy_for(tenant)
+        messages = [(m.role, m.content) for m in request.messages]
+        cleaned = apply_policy(messages, policy, salt=tenant)
+        if cleaned.blocked is not None:
+            raise Refused(
+                [decisions.reason(Reason(cleaned.blocked), cleaned.blocked_detail or "", None)],
+                tenant,
+            )
+        prompt_tokens = estimate_prompt_tokens(cleaned.messages, spec.family)
+        if prompt_tokens + request.max_tokens > spec.context_window:
+            raise Refused(
+                [decisions.reason(Reason.CONTEXT_WINDOW_EXCEEDED,
+                                  f"estimated prompt tokens {prompt_tokens} + max_tokens "
+                                  f"{request.max_tokens} exceed {request.model}'s context window "
+                                  f"of {spec.context_window}", "messages")],
+                tenant,
+            )  # fmt: skip
+        sanitized = request.model_dump()
+        sanitized["messages"] = [{"role": r, "content": c} for r, c in cleaned.messages]
+        record = self._metering(rec, who, "REQUEST", tenant, request.model)
+        record.update(
+            idempotency_key=request.idempotency_key,
+            estimated_input_tokens=prompt_tokens,
+            max_tokens=request.max_tokens,
+            findings=dict(cleaned.findings),
+            injection_score=cleaned.injection_score,
+            # Naming the union branch spares fastavro matching the record against it.
+            sanitized_request=(REQUEST_RECORD, sanitized),
+        )
+        return self._forward(rec, who, tenant, record, dict(cleaned.findings))
+
+    def _usage(self, rec: RawRecord, who: Identity, data: dict[str, Any]) -> Outcome:
+        try:
+            usage = validate_usage(data)
+        except PayloadProblem as exc:
+            tenant = data.get("tenant_id")
+            why = [
+                decisions.reason(Reason.PAYLOAD_INVALID, f"{f}: {m}", f) for f, m in exc.problems
+            ]
+            valid = tenant if isinstance(tenant, str) and len(tenant) <= 64 else None
+            raise Refused(why, valid) from None
+        record = self._metering(rec, who, "USAGE", usage.tenant_id, usage.model)
+        record.update(
+            request_id=usage.request_id,
+            usage_input_tokens=usage.input_tokens,
+            usage_output_tokens=usage.output_tokens,
+        )
+        return self._forward(rec, who, usage.tenant_id, record, {})
+
+    def _metering(
+        self, rec: RawRecord, who: Identity, kind: str, tenant: str, model: str
+    ) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "request_id": who.id,
+            "request_source": who.source,
+            "tenant_id": tenant,
+            "ingress_topic": rec.ingress.topic,
+            "ingress_partition": rec.ingress.partition,
+            "ingress_offset": rec.ingress.offset,
+            "ingress_timestamp": rec.ingress.timestamp_ms,
+            "traceparent": who.traceparent,
+            "idempotency_key": None,
+            "model": model,
+            "catalog_version": self.catalog.version,
+            "estimated_input_tokens": 0,
+            "max_tokens": 0,
+            "findings": {},
+            "injection_score": 0,
+            "sanitized_request": None,
+            "usage_input_tokens": None,
+            "usage_output_tokens": None,
+        }
+
+    # --- routing ------------------------------------------------------------------------
+
+    def _forward(
+        self,
+        rec: RawRecord,
+        who: Identity,
+        tenant: str,
+        record: dict[str, Any],
+        findings: dict[str, int],
+    ) -> Outcome:
+        headers: list[tuple[str, bytes]] = [("ce_requestid", who.id.encode())]
+        if who.traceparent:
+            headers.append(("traceparent", who.traceparent.encode()))
+        value = self.codec.encode("metering", record)
+        return Outcome("metering", tenant.encode(), value, headers, "FORWARDED", tenant, findings)
+
+    def _reject(
+        self,
+        rec: RawRecord,
+        who: Identity,
+        reasons: list[dict[str, Any]],
+        tenant_id: str | None,
+    ) -> Outcome:
+        record = decisions.decision(
+            rec.ingress,
+            request_id=who.id,
+            request_source=who.source,
+            tenant_id=tenant_id,
+            admitted=False,
+            reasons=reasons,
+        )
+        return decision_outcome(self.codec, record, who.id, who.traceparent, rec.key)
+
+    def _dead(self, rec: RawRecord, code: Reason, detail: str) -> Outcome:
+        return dead_letter(self.codec, rec, code, detail, STAGE)
+
+
+def dead_letter(codec: Codec, rec: RawRecord, code: Reason, detail: str, stage: str) -> Outcome:
+    """The original record, byte for byte, in a dead-letter envelope naming the reason."""
     envelope = decisions.deadletter(
         rec.ingress,
         code=code,
         detail=detail,
-        stage=STAGE,
+        stage=stage,
         key=rec.key,
         value=rec.value,
         headers=rec.headers,
     )
     headers = binary_headers(
         id=decisions.decision_id(rec.ingress),
-        source=SOURCE,
+        source=f"/guardstream/{stage}",
         type=DEADLETTER_TYPE,
         time_ms=rec.ingress.timestamp_ms,
     )
     return Outcome("deadletter", rec.key, codec.encode("deadletter", envelope), headers, code, None)
 
 
-def _reject(
+def decision_outcome(
     codec: Codec,
-    rec: RawRecord,
-    who: Identity,
-    reasons: list[dict[str, Any]],
-    tenant_id: str | None = None,
+    record: dict[str, Any],
+    request_id: str,
+    traceparent: str | None,
+    fallback_key: bytes | None,
+    source: str = SOURCE,
 ) -> Outcome:
-    record = decisions.decision(
-        rec.ingress,
-        request_id=who.id,
-        request_source=who.source,
-        tenant_id=tenant_id,
-        admitted=False,
-        reasons=reasons,
+    """A decision record as a binary-mode CloudEvent on `admitted` or `rejected`."""
+    extensions = {"requestid": request_id}
+    if traceparent:
+        extensions["traceparent"] = traceparent
+    admitted = record["outcome"] == "ADMITTED"
+    topic = "admitted" if admitted else "rejected"
+    headers = binary_headers(
+        id=record["decision_id"],
+        source=source,
+        type=DECISION_TYPE,
+        time_ms=record["decided_at"],
+        subject=request_id,
+        extensions=extensions,
     )
-    return _decision_out(codec, rec, who, record)
-
-
-def judge(codec: Codec, rec: RawRecord, max_bytes: int) -> Outcome:
-    """The outcome for one ingress record (the writer schema must already be cached).
-
-    Raises registry.RegistryUnavailable only: that is nobody's fault in the record, so the
-    caller retries rather than rejecting.
-    """
-    try:
-        attrs = read_headers(rec.headers, (REQUEST_TYPE,))
-    except CloudEventError as exc:
-        # Without a usable id and source nobody can be answered; broken headers mean the
-        # record's bytes are what an operator needs to see.
-        if exc.identified and exc.code is not Reason.HEADER_INVALID:
-            why = [decisions.reason(exc.code, exc.detail, exc.field)]
-            return _reject(codec, rec, Identity.of(exc.attrs), why)
-        return _dead(codec, rec, exc.code, exc.detail)
-    who = Identity.of(attrs)
-
-    if rec.value is not None and len(rec.value) > max_bytes:
-        detail = f"value is {len(rec.value)} bytes; the limit is {max_bytes} bytes"
-        return _reject(codec, rec, who, [decisions.reason(Reason.PAYLOAD_TOO_LARGE, detail)])
-
-    try:
-        data = codec.decode(rec.value or b"", "request")
-    except FramingError as exc:
-        return _dead(codec, rec, Reason(exc.code), exc.detail)
-    except SchemaUnknown as exc:
-        return _dead(codec, rec, Reason.SCHEMA_UNKNOWN, str(exc))
-
-    try:
-        request = validate_request(data)
-    except PayloadProblem as exc:
-        tenant = data.get("tenant_id") if isinstance(data, dict) else None
-        reasons = [
-            decisions.reason(Reason.PAYLOAD_INVALID, f"{f}: {m}", f) for f, m in exc.problems
-        ]
-        valid_tenant = tenant if isinstance(tenant, str) and len(tenant) <= 64 else None
-        return _reject(codec, rec, who, reasons, valid_tenant)
-
-    record = decisions.decision(
-        rec.ingress,
-        request_id=attrs.id,
-        request_source=attrs.source,
-        tenant_id=request.tenant_id,
-        admitted=True,
-        sanitized_request=request.model_dump(),
-    )
-    return _decision_out(codec, rec, who, record)
+    key = record["tenant_id"].encode() if record["tenant_id"] else fallback_key
+    code = "ADMITTED" if admitted else record["reasons"][0]["code"]
+    if record["sanitized_request"] is not None:
+        record = {**record, "sanitized_request": (REQUEST_RECORD, record["sanitized_request"])}
+    return Outcome(topic, key, codec.encode(topic, record), headers, code, record["tenant_id"])

@@ -7,18 +7,26 @@ from dataclasses import dataclass
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
+from guardstream.admission import Judge
+from guardstream.catalog import Catalog, cached_catalog
 from guardstream.metrics import FAUST_PREFIX
+from guardstream.preprocess import DEFAULT_POLICY, Policy, policy_from
 from guardstream.settings import Settings
 from guardstream.streams.codec import Codec
-from guardstream.streams.registry import Registry
+from guardstream.streams.registry import Registry, RegistryGate
+from guardstream.tables.definitions import Tables, define_tables
 
 
 @dataclass
 class Context:
-    """What agents share: settings, the codec (and its registry client)."""
+    """What agents share: settings, the codec, the registry gate, the ingest judge."""
 
     settings: Settings
     codec: Codec
+    registry_gate: RegistryGate
+    judge: Judge
+    catalog: Catalog
+    tables: Tables
 
 
 def create_app(settings: Settings) -> tuple[faust.App, Context]:
@@ -45,9 +53,25 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     # they share the default registry with guardstream's metrics on `/metrics`.
     setup_prometheus_sensors(app, name_prefix=FAUST_PREFIX)
     registry = Registry(settings)
-    ctx = Context(settings=settings, codec=Codec(settings, registry))
+    codec = Codec(settings, registry)
+    catalog = cached_catalog(settings.model_catalog)
+    tables = define_tables(app, settings, codec)
 
-    from guardstream.agents import ingest
+    def policy_for(tenant_id: str) -> Policy:
+        config = tables.tenant_config(tenant_id)
+        return policy_from(config.policy) if config and config.policy else DEFAULT_POLICY
+
+    ctx = Context(
+        settings=settings,
+        codec=codec,
+        registry_gate=RegistryGate(registry),
+        judge=Judge(codec, catalog, settings.max_record_bytes, policy_for),
+        catalog=catalog,
+        tables=tables,
+    )
+
+    from guardstream.agents import ingest, meter
 
     ingest.register(app, ctx)
+    meter.register(app, ctx)
     return app, ctx

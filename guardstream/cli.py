@@ -22,8 +22,10 @@ app = typer.Typer(
 )
 stack_app = typer.Typer(help="The local Kafka broker and schema registry.", no_args_is_help=True)
 schemas_app = typer.Typer(help="Avro schemas in the registry.", no_args_is_help=True)
+tenants_app = typer.Typer(help="Tenant configuration.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(tenants_app, name="tenants")
 console = Console()
 err = Console(stderr=True)
 
@@ -128,6 +130,46 @@ def schemas_check() -> None:
         raise typer.Exit(1)
 
 
+@tenants_app.command("apply")
+def tenants_apply(file: Annotated[Path, typer.Argument(help="YAML file with `tenants:`")]) -> None:
+    """Validate a tenants file and publish it; workers pick it up within seconds."""
+    from guardstream import tenant_ops
+
+    for tenant in tenant_ops.apply(get_settings(), file):
+        console.print(f"[green]✓[/] {tenant}")
+
+
+@tenants_app.command("show")
+def tenants_show(
+    tenant: Annotated[str | None, typer.Argument(help="one tenant id (default: all)")] = None,
+) -> None:
+    """Print the configuration in force: each tenant's own values and its tier's defaults."""
+    from guardstream import tenant_ops
+    from guardstream.tenants import limits_for, load_tiers
+
+    settings = get_settings()
+    tiers = load_tiers(settings.tiers_file)
+    configs = tenant_ops.read_all(settings)
+    ids = [tenant] if tenant else sorted(configs)
+    table = Table("tenant", "tier", "req/min", "tok/min", "burst", "daily µ$", "monthly µ$",
+                  "policy")  # fmt: skip
+    for tid in ids:
+        limits = limits_for(tid, configs.get(tid), tiers)
+        if limits is None:
+            raise GuardstreamError(
+                f"tenant '{tid}' is not configured (unknown tenants are rejected)",
+                "add it to a tenants file and run `guardstream tenants apply FILE`",
+            )
+        table.add_row(
+            tid, limits.tier + ("" if limits.configured else " (default)"),
+            str(limits.requests_per_minute), str(limits.tokens_per_minute),
+            f"{limits.burst_requests}/{limits.burst_tokens}",
+            str(limits.daily_budget_micros), str(limits.monthly_budget_micros),
+            ", ".join(f"{k}={v}" for k, v in sorted(limits.policy.items())) or "default",
+        )  # fmt: skip
+    console.print(table)
+
+
 @app.command()
 def worker(
     web_port: Annotated[int | None, typer.Option(help="HTTP port for /metrics")] = None,
@@ -185,6 +227,27 @@ def demo(
     from guardstream import demo as demo_mod
 
     demo_mod.run(get_settings(), console, count, timeout)
+
+
+bench_app = typer.Typer(help="Benchmarks (figures for the README and closing notes).")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("ingest")
+def bench_ingest_cmd(
+    count: Annotated[int, typer.Option("--count", "-n", help="requests to time")] = 20000,
+    pii_ratio: Annotated[float, typer.Option(help="share of prompts carrying PII")] = 0.2,
+) -> None:
+    """Time the pure ingest path (decode, validate, preprocess, encode) on one core."""
+    from guardstream.bench import bench_ingest
+
+    with console.status(f"timing {count} requests (1 KB prompts, {pii_ratio:.0%} with PII)"):
+        r = bench_ingest(get_settings(), count, pii_ratio)
+    console.print(
+        f"ingest (pure path, 1 process): {r.requests} requests in {r.seconds:.2f} s = "
+        f"[bold]{r.per_second:,.0f} req/s[/] · p50 {r.p50_us:.0f} µs · p99 {r.p99_us:.0f} µs "
+        f"· forwarded {r.forwarded}"
+    )
 
 
 @app.command()

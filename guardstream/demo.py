@@ -9,7 +9,7 @@ import time
 
 from rich.console import Console
 
-from guardstream import produce, schema_ops, tail
+from guardstream import produce, schema_ops, tail, tenant_ops
 from guardstream.errors import GuardstreamError
 from guardstream.settings import Settings
 from guardstream.stack import services
@@ -30,6 +30,8 @@ def run(settings: Settings, console: Console, count: int, timeout_s: float) -> i
     ids = schema_ops.register_all(settings, registry)
     registry.close()
     console.print(f"[green]✓[/] schemas registered: {len(ids)} subjects")
+    applied = tenant_ops.apply(settings, settings.demo_tenants_file)
+    console.print(f"[green]✓[/] tenants applied: {', '.join(applied)}")
 
     log_path = settings.data_dir / "logs" / f"worker-{settings.worker_web_port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)

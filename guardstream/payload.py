@@ -6,7 +6,7 @@ Each violation becomes one `PAYLOAD_INVALID` reason whose detail names the field
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -17,6 +17,7 @@ MAX_METADATA_ENTRIES = 32
 MAX_METADATA_CHARS = 256
 
 Bounded = Annotated[str, Field(max_length=MAX_METADATA_CHARS)]
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class Message(BaseModel):
@@ -42,6 +43,17 @@ class RequestPayload(BaseModel):
     metadata: Annotated[dict[Bounded, Bounded], Field(max_length=MAX_METADATA_ENTRIES)] = {}
 
 
+class UsagePayload(BaseModel):
+    """The data of an `io.guardstream.usage.v1` event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    request_id: Annotated[str, Field(min_length=1, max_length=256)]
+    tenant_id: Annotated[str, Field(pattern=TENANT_PATTERN)]
+    model: Annotated[str, Field(min_length=1, max_length=128)]
+    input_tokens: Annotated[int, Field(ge=0, le=100_000_000)]
+    output_tokens: Annotated[int, Field(ge=0, le=100_000_000)]
+
+
 class PayloadProblem(ValueError):
     """The request breaks payload rules; `problems` is [(field path, message)]."""
 
@@ -57,10 +69,19 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out or "<request>"
 
 
-def validate_request(record: dict[str, Any]) -> RequestPayload:
-    """The validated request, or PayloadProblem naming each offending field."""
+def _validate(model: type[_M], record: Any) -> _M:
     try:
-        return RequestPayload.model_validate(record)
+        return model.model_validate(record)
     except ValidationError as exc:
         problems = [(_path(tuple(e["loc"])), e["msg"]) for e in exc.errors()[:10]]
         raise PayloadProblem(problems) from None
+
+
+def validate_request(record: Any) -> RequestPayload:
+    """The validated request, or PayloadProblem naming each offending field."""
+    return _validate(RequestPayload, record)
+
+
+def validate_usage(record: Any) -> UsagePayload:
+    """The validated usage report, or PayloadProblem naming each offending field."""
+    return _validate(UsagePayload, record)

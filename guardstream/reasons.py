@@ -25,6 +25,8 @@ class Reason(StrEnum):
     AVRO_FRAMING_INVALID = "AVRO_FRAMING_INVALID"
     AVRO_DECODE_FAILED = "AVRO_DECODE_FAILED"
     SCHEMA_UNKNOWN = "SCHEMA_UNKNOWN"
+    STRUCTURED_DECODE_FAILED = "STRUCTURED_DECODE_FAILED"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
     # --- CloudEvents attributes ------------------------------------------------------------
     CE_ATTRIBUTE_MISSING = "CE_ATTRIBUTE_MISSING"
     CE_ATTRIBUTE_INVALID = "CE_ATTRIBUTE_INVALID"
@@ -34,6 +36,17 @@ class Reason(StrEnum):
     # --- the request itself -------------------------------------------------------------------
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     PAYLOAD_INVALID = "PAYLOAD_INVALID"
+    MODEL_UNKNOWN = "MODEL_UNKNOWN"
+    MAX_TOKENS_EXCEEDED = "MAX_TOKENS_EXCEEDED"
+    CONTEXT_WINDOW_EXCEEDED = "CONTEXT_WINDOW_EXCEEDED"
+    # --- guardrails -----------------------------------------------------------------------
+    PII_BLOCKED = "PII_BLOCKED"
+    INJECTION_BLOCKED = "INJECTION_BLOCKED"
+    # --- metering -------------------------------------------------------------------------
+    UNKNOWN_TENANT = "UNKNOWN_TENANT"
+    DUPLICATE = "DUPLICATE"
+    RATE_LIMITED = "RATE_LIMITED"
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
 
 
 DESCRIPTIONS: dict[Reason, tuple[Route, str]] = {
@@ -53,6 +66,15 @@ DESCRIPTIONS: dict[Reason, tuple[Route, str]] = {
     Reason.SCHEMA_UNKNOWN: (
         Route.DEADLETTER,
         "The schema id in the value is not in the registry (replayable once registered).",
+    ),
+    Reason.STRUCTURED_DECODE_FAILED: (
+        Route.DEADLETTER,
+        "A structured-mode value does not parse as `application/cloudevents+json` or `+avro`.",
+    ),
+    Reason.INTERNAL_ERROR: (
+        Route.DEADLETTER,
+        "guardstream failed on this record (a bug, logged with the record's coordinates); the "
+        "record is kept so it can be replayed once fixed, and the partition goes on.",
     ),
     Reason.CE_ATTRIBUTE_MISSING: (
         Route.REJECTED,
@@ -77,10 +99,50 @@ DESCRIPTIONS: dict[Reason, tuple[Route, str]] = {
     ),
     Reason.PAYLOAD_TOO_LARGE: (
         Route.REJECTED,
-        "The value is larger than GUARDSTREAM_MAX_RECORD_BYTES; it was not decoded.",
+        "The value is larger than GUARDSTREAM_MAX_RECORD_BYTES; it was not decoded "
+        "(structured mode: deadletter, since the attributes are inside the value).",
     ),
     Reason.PAYLOAD_INVALID: (
         Route.REJECTED,
         "The request breaks a payload rule; the detail names the field.",
+    ),
+    Reason.MODEL_UNKNOWN: (Route.REJECTED, "`model` is not in the model catalog."),
+    Reason.MAX_TOKENS_EXCEEDED: (
+        Route.REJECTED,
+        "`max_tokens` is above the model's output limit in the catalog.",
+    ),
+    Reason.CONTEXT_WINDOW_EXCEEDED: (
+        Route.REJECTED,
+        "Estimated prompt tokens + `max_tokens` exceed the model's context window.",
+    ),
+    Reason.PII_BLOCKED: (
+        Route.REJECTED,
+        "The prompt contains PII or a secret the tenant's policy blocks; the detail names the "
+        "message and the kind, never the value.",
+    ),
+    Reason.INJECTION_BLOCKED: (
+        Route.REJECTED,
+        "The prompt-injection score reached the tenant's threshold; the detail names the "
+        "pattern families.",
+    ),
+    Reason.UNKNOWN_TENANT: (
+        Route.REJECTED,
+        "The tenant has no configuration and unknown tenants are refused (tiers file: "
+        "`unknown_tenants: reject`).",
+    ),
+    Reason.DUPLICATE: (
+        Route.REJECTED,
+        "The same CloudEvents source + id, or idempotency key, was already admitted within the "
+        "dedup window; `duplicate_of` names the first decision. Not charged again.",
+    ),
+    Reason.RATE_LIMITED: (
+        Route.REJECTED,
+        "The tenant's requests- or tokens-per-minute bucket is empty; `retry_after_ms` says "
+        "when it will hold enough (absent when the request exceeds the burst capacity).",
+    ),
+    Reason.BUDGET_EXCEEDED: (
+        Route.REJECTED,
+        "Reserving the estimated cost would exceed the daily or monthly budget; "
+        "`budget_remaining_micros` is what is left.",
     ),
 }

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     worker_state_dir: Path | None = Field(
         None, description="RocksDB table directory; defaults to data_dir/worker-<port>"
     )
+    model_catalog: Path = Field(
+        REPO_ROOT / "config" / "models.yaml", description="Model catalog (limits, prices)"
+    )
+    tiers_file: Path = Field(REPO_ROOT / "config" / "tiers.yaml", description="Tier defaults")
+    demo_tenants_file: Path = Field(
+        REPO_ROOT / "config" / "demo-tenants.yaml", description="Tenants `demo` applies"
+    )
     max_record_bytes: int = Field(
         1024 * 1024, ge=1024, description="Ingress values above this are rejected undecoded"
     )

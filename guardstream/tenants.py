@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from guardstream.errors import GuardstreamError
 from guardstream.payload import TENANT_PATTERN
+from guardstream.preprocess import PolicyError, policy_from
 
 NonNegative = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(gt=0)]
@@ -173,6 +174,10 @@ def load_tenants_file(path: Path, tiers: Tiers) -> list[TenantConfig]:
             config = TenantConfig.model_validate(item)
         except ValidationError as exc:
             raise _validation_error(path, exc, f"tenants[{i}].") from exc
+        try:
+            policy_from(config.policy)
+        except PolicyError as exc:
+            raise GuardstreamError(f"{path}: tenants[{i}].{exc}", "fix that entry") from None
         if config.tier not in tiers.tiers:
             raise GuardstreamError(
                 f"{path}: tenants[{i}].tier '{config.tier}' is not a tier",

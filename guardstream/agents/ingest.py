@@ -1,57 +1,37 @@
-"""The ingest stage: every ingress request ends on admitted, rejected or deadletter."""
+"""The ingest stage: every request and usage report ends on metering, rejected or deadletter.
+
+Stateless and partition-parallel: it reads `requests` and `usage` in whatever partitioning
+their producers chose and re-keys what passes by tenant into `metering`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
 
 import faust
 
-from guardstream.admission import STAGE, RawRecord, judge
+from guardstream.admission import STAGE, RawRecord, dead_letter
 from guardstream.app import Context
 from guardstream.decisions import Ingress
 from guardstream.metrics import record_outcome
-from guardstream.streams.avro import FramingError, split_frame
-from guardstream.streams.registry import RegistryUnavailable, SchemaUnknown
+from guardstream.reasons import Reason
+from guardstream.streams.registry import RegistryUnavailable
 
 log = logging.getLogger(__name__)
-_MAX_BACKOFF_S = 10.0
-
-
-async def _warm_writer_schema(ctx: Context, value: bytes | None) -> None:
-    """Fetch the record's writer schema off the event loop, retrying while the registry is
-    unreachable: records are never rejected for the registry's fault, the lag grows instead."""
-    try:
-        schema_id, _ = split_frame(value)
-    except FramingError:
-        return  # judge() will route it
-    if ctx.codec.cached(schema_id):
-        return
-    loop = asyncio.get_running_loop()
-    delay = 0.2
-    while True:
-        try:
-            await loop.run_in_executor(None, ctx.codec.registry.writer_schema, schema_id)
-            return
-        except SchemaUnknown:
-            return  # judge() will route it
-        except RegistryUnavailable as exc:
-            log.warning("registry unavailable, retrying in %.1fs: %s", delay, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_BACKOFF_S)
 
 
 def register(app: faust.App, ctx: Context) -> None:
     """Define the ingest agent on the app."""
     settings = ctx.settings
-    source = app.topic(settings.topic("requests"))
+    sources = app.topic(settings.topic("requests"), settings.topic("usage"))
     outputs = {
-        name: app.topic(settings.topic(name)) for name in ("admitted", "rejected", "deadletter")
+        name: app.topic(settings.topic(name))
+        for name in ("metering", "rejected", "deadletter", "admitted")
     }
 
-    @app.agent(source, name="guardstream.ingest")
+    @app.agent(sources, name="guardstream.ingest")
     async def ingest(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
@@ -62,12 +42,18 @@ def register(app: faust.App, ctx: Context) -> None:
                 value=msg.value,
                 headers=list(msg.headers or []),
             )
-            await _warm_writer_schema(ctx, rec.value)
             while True:
+                await ctx.registry_gate.warm(rec.value)
                 try:
-                    out = judge(ctx.codec, rec, settings.max_record_bytes)
+                    out = ctx.judge.judge(rec)
                     break
-                except RegistryUnavailable:  # evicted between warm-up and use: retry
-                    await _warm_writer_schema(ctx, rec.value)
+                except RegistryUnavailable:
+                    continue  # the gate backs off; never reject for the registry's fault
+                except Exception as exc:  # a bug must not stop the partition
+                    log.exception(
+                        "ingest failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset
+                    )
+                    out = dead_letter(ctx.codec, rec, Reason.INTERNAL_ERROR, repr(exc)[:500], STAGE)
+                    break
             await outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers)
             record_outcome(STAGE, out.topic, out.code, started, rec.ingress.timestamp_ms)

@@ -7,16 +7,26 @@ binding produces, for the pipeline's own outputs.
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
 
 from guardstream.reasons import Reason
 
 CE_PREFIX = "ce_"
 CONTENT_TYPE = "content-type"
 AVRO_CONTENT_TYPE = "application/avro"
+JSON_FORMAT = "application/cloudevents+json"
+AVRO_FORMAT = "application/cloudevents+avro"
 REQUIRED = ("specversion", "id", "source", "type")
 # RFC 3339 date-time (the `T` may be lower case and seconds may carry a fraction).
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$")
@@ -76,16 +86,24 @@ def _rfc3339(value: str) -> bool:
     return True
 
 
-def read_headers(
-    headers: Sequence[tuple[str, bytes | None]] | None, accepted_types: Iterable[str]
-) -> CloudEventAttrs:
-    """Parse and check the CloudEvents attributes of a binary-mode record.
+@dataclass(frozen=True)
+class Envelope:
+    """What the headers say before any attribute is checked: mode, content type, attrs."""
 
-    Raises CloudEventError for a missing, duplicated, non-UTF-8 or malformed attribute.
+    structured: bool
+    content_type: str | None
+    attrs: dict[str, str]
+
+
+def read_envelope(headers: Sequence[tuple[str, bytes | None]] | None) -> Envelope:
+    """Collect `ce_*` headers and `content-type`, refusing duplicates and non-UTF-8.
+
+    The mode follows the Kafka binding: a `content-type` starting with
+    `application/cloudevents` is structured, anything else binary.
     """
     attrs: dict[str, str] = {}
     content_type: str | None = None
-    problems: list[tuple[Reason, str, str | None]] = []
+    problems: list[tuple[Reason, str, str]] = []
     seen: set[str] = set()
     for raw_key, raw_value in headers or ():
         key = raw_key.lower()
@@ -103,64 +121,62 @@ def read_headers(
         if key == CONTENT_TYPE:
             content_type = value
         else:
-            name = key[len(CE_PREFIX) :]
-            if not _ATTR_NAME.match(name):
-                problems.append(
-                    (Reason.CE_ATTRIBUTE_INVALID, f"header {key}: bad attribute name", key)
-                )
-                continue
-            attrs[name] = value
-    # Identity first: whether the problem can be answered on `rejected` depends on it.
+            attrs[key[len(CE_PREFIX) :]] = value
     if problems:
         code, detail, where = problems[0]
         raise CloudEventError(code, detail, where, attrs)
+    structured = (content_type or "").strip().lower().startswith("application/cloudevents")
+    return Envelope(structured, content_type, attrs)
+
+
+def check_attributes(
+    attrs: dict[str, str],
+    accepted_types: Iterable[str],
+    *,
+    prefix: str = "ce_",
+    content_type: str | None = None,
+) -> CloudEventAttrs:
+    """Check required and well-formed attributes; `prefix` names fields in details
+    (`ce_` for binary-mode headers, `` for attributes inside a structured event)."""
+
+    def fail(code: Reason, detail: str, name: str) -> CloudEventError:
+        return CloudEventError(code, detail, f"{prefix}{name}", attrs)
+
+    for name in attrs:
+        if not _ATTR_NAME.match(name):
+            raise fail(Reason.CE_ATTRIBUTE_INVALID, f"bad attribute name '{name[:40]}'", name)
     for name in REQUIRED:
         if name not in attrs:
-            raise CloudEventError(
+            raise fail(
                 Reason.CE_ATTRIBUTE_MISSING,
-                f"required CloudEvents attribute '{name}' (header ce_{name}) is missing",
-                f"ce_{name}",
-                attrs,
+                f"required CloudEvents attribute '{name}' ({prefix}{name}) is missing",
+                name,
             )
     if attrs["specversion"] != "1.0":
-        raise CloudEventError(
+        raise fail(
             Reason.CE_SPECVERSION_UNSUPPORTED,
-            f"ce_specversion is '{attrs['specversion'][:20]}', only '1.0' is supported",
-            "ce_specversion",
-            attrs,
+            f"{prefix}specversion is '{attrs['specversion'][:20]}', only '1.0' is supported",
+            "specversion",
         )
     if not attrs["id"]:
-        raise CloudEventError(Reason.CE_ATTRIBUTE_INVALID, "ce_id is empty", "ce_id", attrs)
+        raise fail(Reason.CE_ATTRIBUTE_INVALID, f"{prefix}id is empty", "id")
     if not _is_uri_ref(attrs["source"]):
-        raise CloudEventError(
+        raise fail(
             Reason.CE_ATTRIBUTE_INVALID,
-            "ce_source is not a URI-reference (empty, or contains spaces/control characters)",
-            "ce_source",
-            attrs,
+            f"{prefix}source is not a URI-reference (empty, or has spaces/control characters)",
+            "source",
         )
     accepted = tuple(accepted_types)
     if attrs["type"] not in accepted:
-        raise CloudEventError(
+        raise fail(
             Reason.CE_TYPE_UNSUPPORTED,
-            f"ce_type '{attrs['type'][:80]}' is not handled here; expected {', '.join(accepted)}",
-            "ce_type",
-            attrs,
+            f"{prefix}type '{attrs['type'][:80]}' is not handled here; "
+            f"expected {', '.join(accepted)}",
+            "type",
         )
     time = attrs.get("time")
     if time is not None and not _rfc3339(time):
-        raise CloudEventError(
-            Reason.CE_ATTRIBUTE_INVALID, "ce_time is not an RFC 3339 timestamp", "ce_time", attrs
-        )
-    if content_type is not None and content_type.split(";")[0].strip().lower() not in (
-        AVRO_CONTENT_TYPE,
-        "avro/binary",
-    ):
-        raise CloudEventError(
-            Reason.CONTENT_TYPE_UNSUPPORTED,
-            f"content-type '{content_type[:80]}' is not {AVRO_CONTENT_TYPE}",
-            CONTENT_TYPE,
-            attrs,
-        )
+        raise fail(Reason.CE_ATTRIBUTE_INVALID, f"{prefix}time is not RFC 3339", "time")
     known = {"specversion", "id", "source", "type", "time", "subject", "datacontenttype"}
     return CloudEventAttrs(
         specversion=attrs["specversion"],
@@ -169,9 +185,115 @@ def read_headers(
         type=attrs["type"],
         time=time,
         subject=attrs.get("subject"),
-        content_type=content_type,
+        content_type=content_type or attrs.get("datacontenttype"),
         extensions={k: v for k, v in attrs.items() if k not in known},
     )
+
+
+def read_headers(
+    headers: Sequence[tuple[str, bytes | None]] | None, accepted_types: Iterable[str]
+) -> CloudEventAttrs:
+    """Parse and check the attributes of a binary-mode record with an Avro value.
+
+    Raises CloudEventError for a missing, duplicated, non-UTF-8 or malformed attribute.
+    """
+    env = read_envelope(headers)
+    attrs = check_attributes(env.attrs, accepted_types, content_type=env.content_type)
+    if env.content_type is not None and env.content_type.split(";")[0].strip().lower() not in (
+        AVRO_CONTENT_TYPE,
+        "avro/binary",
+    ):
+        raise CloudEventError(
+            Reason.CONTENT_TYPE_UNSUPPORTED,
+            f"content-type '{env.content_type[:80]}' is not {AVRO_CONTENT_TYPE} "
+            "(or application/cloudevents+json / +avro for structured mode)",
+            CONTENT_TYPE,
+            env.attrs,
+        )
+    return attrs
+
+
+def _stringify(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return str(value)
+
+
+def read_structured(
+    value: bytes, content_type: str, accepted_types: Iterable[str]
+) -> tuple[CloudEventAttrs, Any]:
+    """Parse a structured-mode event: its attributes and its `data`.
+
+    `application/cloudevents+json`: data is a JSON value (or `data_base64`).
+    `application/cloudevents+avro`: the CloudEvents Avro event format; data as read.
+    Raises CloudEventError (attributes) or StructuredDecodeError (the bytes).
+    """
+    media = content_type.split(";")[0].strip().lower()
+    raw: dict[str, Any]
+    if media == JSON_FORMAT:
+        try:
+            parsed = json.loads(value)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StructuredDecodeError(f"value is not JSON: {exc}") from None
+        except RecursionError:  # hostile nesting: refuse rather than crash the agent
+            raise StructuredDecodeError("value nests JSON too deeply") from None
+        if not isinstance(parsed, dict):
+            raise StructuredDecodeError("a structured JSON event must be a JSON object")
+        raw = parsed
+        data = raw.pop("data", None)
+        if "data_base64" in raw:
+            try:
+                data = base64.b64decode(str(raw.pop("data_base64")), validate=True)
+            except ValueError:
+                raise StructuredDecodeError("data_base64 is not base64") from None
+    elif media == AVRO_FORMAT:
+        try:
+            envelope = avro_format_reader(value)
+        except ValueError as exc:
+            raise StructuredDecodeError(str(exc)) from None
+        raw = dict(envelope.get("attribute") or {})
+        data = envelope.get("data")
+    else:
+        raise CloudEventError(
+            Reason.CONTENT_TYPE_UNSUPPORTED,
+            f"structured format '{media[:80]}' is not supported; use {JSON_FORMAT} or "
+            f"{AVRO_FORMAT}",
+            CONTENT_TYPE,
+            {},
+        )
+    attrs = {k: _stringify(v) for k, v in raw.items() if v is not None}
+    return check_attributes(attrs, accepted_types, prefix=""), data
+
+
+class StructuredDecodeError(ValueError):
+    """The value of a structured-mode record does not parse in its event format."""
+
+
+@lru_cache(maxsize=1)
+def _avro_event_schema() -> Any:
+    path = Path(__file__).parent / "cloudevents-avro-format.avsc"
+    return fastavro.parse_schema(json.loads(path.read_text()))
+
+
+def avro_format_reader(value: bytes) -> dict[str, Any]:
+    """Read one event in the CloudEvents Avro event format (plain Avro, no framing)."""
+    buf = io.BytesIO(value)
+    try:
+        record = fastavro.schemaless_reader(buf, _avro_event_schema(), None)
+    except Exception as exc:
+        raise ValueError(f"value is not a CloudEvents Avro event: {exc}") from None
+    if buf.tell() != len(value) or not isinstance(record, dict):
+        raise ValueError("value has trailing bytes after the CloudEvents Avro event")
+    return record
+
+
+def avro_format_writer(attributes: dict[str, Any], data: Any) -> bytes:
+    """Write one event in the CloudEvents Avro event format (for clients and tests)."""
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, _avro_event_schema(), {"attribute": attributes, "data": data})
+    return buf.getvalue()
 
 
 def format_time(epoch_ms: int) -> str:

@@ -33,9 +33,9 @@ class Codec:
                 )
             self._out_ids[topic.name] = schema_id
 
-    def cached(self, schema_id: int) -> bool:
-        """Whether the writer schema with this id is already known (no registry call)."""
-        return schema_id in self.registry._parsed
+    def use_output_ids(self, ids: dict[str, int]) -> None:
+        """Set output schema ids directly (benchmarks run without a registry)."""
+        self._out_ids.update(ids)
 
     def decode(self, value: bytes, reader_stem: str) -> Any:
         """Decode a framed value into the current reader schema of `reader_stem`.

@@ -22,11 +22,13 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("requests", "request"),
     TopicSpec("usage", "usage"),
     TopicSpec("tenants", "tenant_config", {"cleanup.policy": "compact"}),
-    TopicSpec("metering", None),  # internal, written and read by guardstream alone
+    # Internal, written and read by guardstream alone. The broker stamps its records
+    # (LogAppendTime): that timestamp is the metering stage's clock, which no client sets.
+    TopicSpec("metering", "metering", {"message.timestamp.type": "LogAppendTime"}),
     TopicSpec("admitted", "decision"),
     TopicSpec("rejected", "decision"),
     TopicSpec("deadletter", "deadletter"),
-    TopicSpec("audit", None),
+    TopicSpec("audit", "audit"),
 )
 
 

@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from rich.console import Console
 
-from guardstream import schema_ops
+from guardstream import schema_ops, tenant_ops
 from guardstream.settings import Settings
 from guardstream.stack import services
 from guardstream.streams.admin import ensure_topics
@@ -29,6 +29,7 @@ from guardstream.streams.codec import Codec
 from guardstream.streams.registry import Registry
 
 pytestmark = pytest.mark.integration
+TENANTS_FILE = Path(__file__).parent / "tenants.yaml"
 
 
 def _free_port() -> int:
@@ -56,6 +57,7 @@ def stack(settings: Settings) -> Iterator[Settings]:
     registry = Registry(settings)
     schema_ops.register_all(settings, registry)
     registry.close()
+    tenant_ops.apply(settings, TENANTS_FILE)
     yield settings
     if started_here and not os.environ.get("GUARDSTREAM_KEEP_STACK"):
         services.down(settings, Console(stderr=True))

@@ -96,3 +96,40 @@ def test_written_headers_read_back() -> None:
     assert attrs.time is not None and attrs.time.endswith(".123Z")
     assert attrs.subject == "req-1"
     assert attrs.extensions["traceparent"] == "00-abc-def-01"
+
+
+def test_structured_json_event_reads_attributes_and_data() -> None:
+    import json
+
+    from guardstream.streams.cloudevents import read_structured
+
+    body = json.dumps({"specversion": "1.0", "id": "j-1", "source": "/curl", "type": REQUEST_TYPE,
+                       "myext": 5, "data": {"tenant_id": "acme"}}).encode()  # fmt: skip
+    attrs, data = read_structured(body, "application/cloudevents+json; charset=utf-8",
+                                  (REQUEST_TYPE,))  # fmt: skip
+    assert attrs.id == "j-1" and attrs.extensions == {"myext": "5"}
+    assert data == {"tenant_id": "acme"}
+
+
+def test_structured_json_problems() -> None:
+    from guardstream.streams.cloudevents import StructuredDecodeError, read_structured
+
+    with pytest.raises(StructuredDecodeError):
+        read_structured(b"{not json", "application/cloudevents+json", (REQUEST_TYPE,))
+    with pytest.raises(CloudEventError) as info:
+        read_structured(b'{"specversion": "1.0", "source": "/x", "type": "t"}',
+                        "application/cloudevents+json", (REQUEST_TYPE,))  # fmt: skip
+    assert info.value.code is Reason.CE_ATTRIBUTE_MISSING and info.value.field == "id"
+
+
+def test_structured_avro_round_trip() -> None:
+    from guardstream.streams.cloudevents import avro_format_writer, read_structured
+
+    value = avro_format_writer(
+        {"specversion": "1.0", "id": "a-1", "source": "/svc", "type": REQUEST_TYPE,
+         "sampled": True},
+        b"\x00\x00\x00\x00\x01rest",
+    )  # fmt: skip
+    attrs, data = read_structured(value, "application/cloudevents+avro", (REQUEST_TYPE,))
+    assert attrs.id == "a-1" and attrs.extensions == {"sampled": "true"}
+    assert data == b"\x00\x00\x00\x00\x01rest"

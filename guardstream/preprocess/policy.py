@@ -1,0 +1,160 @@
+"""Per-tenant preprocessing policy, and applying it to a request's messages.
+
+For each detector a tenant chooses `allow`, `redact` (typed placeholders such as `[EMAIL_1]`,
+the same value getting the same placeholder throughout the request), `hash` (a salted hash,
+so values correlate within a tenant and never across tenants) or `block`. What was found is
+reported as counts by kind, never as text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from guardstream.preprocess.hygiene import normalize_text
+from guardstream.preprocess.injection import score_injection
+from guardstream.preprocess.pii import Finding, scan_pii
+
+Action = Literal["allow", "redact", "hash", "block"]
+_KIND_FIELD = {"EMAIL": "email", "PHONE": "phone", "CARD": "card", "IBAN": "iban",
+               "SSN": "ssn", "IPV4": "ip", "IPV6": "ip", "SECRET": "secret"}  # fmt: skip
+_BOUNDARY = 64
+
+
+class Policy(BaseModel):
+    """What a tenant does with each kind of finding, and its injection threshold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    email: Action = "redact"
+    phone: Action = "redact"
+    card: Action = "redact"
+    iban: Action = "redact"
+    ssn: Action = "redact"
+    ip: Action = "redact"
+    secret: Action = "block"
+    injection_threshold: Annotated[int, Field(ge=1, le=100)] = 70
+    injection_action: Literal["allow", "block"] = "block"
+    strip_html: bool = False
+    phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "US"
+
+    def action(self, kind: str) -> Action:
+        """The action for a finding kind."""
+        action: Action = getattr(self, _KIND_FIELD[kind])
+        return action
+
+
+DEFAULT_POLICY = Policy()
+
+
+class PolicyError(ValueError):
+    """A tenant's policy map does not validate; the message names the key."""
+
+
+def policy_from(values: Mapping[str, str]) -> Policy:
+    """A Policy from a tenant config's string map (`{"email": "hash", ...}`)."""
+    try:
+        return Policy.model_validate(dict(values))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PolicyError(f"policy.{where}: {first['msg']}") from None
+
+
+@dataclass(frozen=True)
+class PreprocessResult:
+    """Cleaned messages and what was found; `blocked` is a reason code or None."""
+
+    messages: tuple[tuple[str, str], ...]
+    findings: dict[str, int]
+    injection_score: int
+    injection_families: tuple[str, ...]
+    blocked: str | None
+    blocked_detail: str | None
+
+
+class _Placeholders:
+    def __init__(self, salt: str) -> None:
+        self.salt = salt
+        self.seen: dict[tuple[str, str], str] = {}
+        self.counts: Counter[str] = Counter()
+
+    def for_value(self, kind: str, value: str, action: Action) -> str:
+        key = (kind, value)
+        if key not in self.seen:
+            if action == "hash":
+                digest = hashlib.sha256(f"{self.salt}\x1f{value}".encode()).hexdigest()[:12]
+                self.seen[key] = f"[{kind}:{digest}]"
+            else:
+                self.counts[kind] += 1
+                self.seen[key] = f"[{kind}_{self.counts[kind]}]"
+        return self.seen[key]
+
+
+def _replace(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
+    out, last = [], 0
+    for start, end, replacement in sorted(spans):
+        out += [text[last:start], replacement]
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def apply_policy(
+    messages: Sequence[tuple[str, str]], policy: Policy, *, salt: str = ""
+) -> PreprocessResult:
+    """Normalise, detect, then redact / hash / block per the policy."""
+    cleaned = [(role, normalize_text(c, strip_html=policy.strip_html)) for role, c in messages]
+    per_message = [scan_pii(c, region=policy.phone_region) for _r, c in cleaned]
+    findings: Counter[str] = Counter()
+    spans: list[list[tuple[int, int, str]]] = [[] for _ in cleaned]
+    names = _Placeholders(salt)
+
+    def handle(i: int, f: Finding, start: int, end: int) -> str | None:
+        findings[f.kind] += 1
+        action = policy.action(f.kind)
+        if action == "block":
+            return f"messages[{i}].content contains {f.kind}; the tenant's policy blocks it"
+        if action in ("redact", "hash"):
+            spans[i].append((start, end, names.for_value(f.kind, f.value, action)))
+        return None
+
+    for i, found in enumerate(per_message):
+        for f in found:
+            if (why := handle(i, f, f.start, f.end)) is not None:
+                return _blocked(cleaned, findings, "PII_BLOCKED", why)
+    # Items split across adjacent messages: scan each boundary's join.
+    for i in range(len(cleaned) - 1):
+        tail, head = cleaned[i][1][-_BOUNDARY:], cleaned[i + 1][1][:_BOUNDARY]
+        if not tail or not head:
+            continue
+        cut = len(tail)
+        for f in scan_pii(tail + head, region=policy.phone_region):
+            if not f.start < cut < f.end:
+                continue
+            offset = len(cleaned[i][1]) - cut
+            if (why := handle(i, f, offset + f.start, len(cleaned[i][1]))) is not None:
+                return _blocked(cleaned, findings, "PII_BLOCKED", why)
+            if policy.action(f.kind) != "allow":
+                spans[i + 1].append((0, f.end - cut, ""))
+
+    injection = score_injection("\n".join(c for _r, c in cleaned))
+    if policy.injection_action == "block" and injection.score >= policy.injection_threshold:
+        families = ", ".join(injection.families)
+        why = (f"prompt-injection score {injection.score} reaches the tenant's threshold "
+               f"{policy.injection_threshold} ({families})")  # fmt: skip
+        return PreprocessResult(tuple(cleaned), dict(findings), injection.score,
+                                injection.families, "INJECTION_BLOCKED", why)  # fmt: skip
+    out = tuple((role, _replace(c, spans[i]) if spans[i] else c)
+                for i, (role, c) in enumerate(cleaned))  # fmt: skip
+    return PreprocessResult(out, dict(findings), injection.score, injection.families, None, None)
+
+
+def _blocked(
+    cleaned: list[tuple[str, str]], findings: Counter[str], code: str, detail: str
+) -> PreprocessResult:
+    return PreprocessResult(tuple(cleaned), dict(findings), 0, (), code, detail)

@@ -1,0 +1,37 @@
+"""The worker's tables: changelog-backed RocksDB tables, and the tenant directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from guardstream.settings import Settings
+from guardstream.streams.codec import Codec
+from guardstream.tables.directory import TenantDirectory
+from guardstream.tenants import TenantConfig
+
+
+@dataclass
+class Tables:
+    """Handles on the tables agents use."""
+
+    state: Any  # tenant id → metering.TenantState bytes
+    requests: Any  # per-request entries: stored decisions and duplicate keys
+    tenants: TenantDirectory
+
+    def tenant_config(self, tenant_id: str) -> TenantConfig | None:
+        """The tenant's configuration in force on this worker (None: not configured)."""
+        return self.tenants.get(tenant_id)
+
+
+def define_tables(app: faust.App, settings: Settings, codec: Codec) -> Tables:
+    """Declare the tables on the app (before it starts)."""
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
+    state = app.Table("meter-state", partitions=settings.default_partitions, **raw)
+    requests = app.Table("meter-requests", partitions=settings.default_partitions, **raw)
+    tenants = TenantDirectory(
+        settings, lambda raw_value: TenantConfig.from_avro(codec.decode(raw_value, "tenant_config"))
+    )
+    return Tables(state, requests, tenants)

@@ -1,0 +1,97 @@
+"""Tenant configuration in force on this worker: the whole compacted `tenants` topic.
+
+Every worker reads every partition of the topic itself (no consumer group) in a background
+thread, so a `tenants apply` reaches all workers within a poll interval and without a restart.
+`ready` is set once the reader has caught up with the end of the topic as it was at start-up:
+the meter waits for it, so no request is judged against a half-loaded directory.
+
+Why not a Faust GlobalTable: with the `tenants` topic as its changelog, faust-streaming
+0.15's assignor never completes (the worker hangs in "performing partition assignments");
+copying the topic into a GlobalTable through an agent leaves a start-up race no worker can
+see the end of. A plain reader of the compacted topic is what a GlobalTable does underneath.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from guardstream.settings import Settings
+from guardstream.tenants import TenantConfig
+
+log = logging.getLogger(__name__)
+
+
+class TenantDirectory:
+    """A live, read-only view of the tenants topic."""
+
+    def __init__(self, settings: Settings, decode: Callable[[bytes], TenantConfig]) -> None:
+        self.settings = settings
+        self.decode = decode
+        self.configs: dict[str, TenantConfig] = {}
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def get(self, tenant_id: str) -> TenantConfig | None:
+        """The tenant's configuration, or None when it has none."""
+        return self.configs.get(tenant_id)
+
+    def start(self) -> None:
+        """Start following the topic in a daemon thread (once; later calls do nothing)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._thread = threading.Thread(target=self._run, name="tenant-directory", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        topic = self.settings.topic("tenants")
+        consumer = Consumer(
+            {"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": "unused",
+             "enable.auto.commit": False, "log_level": 0},
+        )  # fmt: skip
+        try:
+            partitions = list(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
+            ends = {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                for p in partitions
+            }
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+            behind = {p for p, end in ends.items() if end > 0}
+            if not behind:
+                self.ready.set()
+            while not self._stop.is_set():
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error():
+                    continue
+                self._apply(msg.key(), msg.value())
+                p, offset = msg.partition() or 0, msg.offset() or 0
+                if p in behind and offset + 1 >= ends[p]:
+                    behind.discard(p)
+                    if not behind:
+                        log.info("tenant directory loaded: %d tenants", len(self.configs))
+                        self.ready.set()
+        except Exception:
+            log.exception("the tenant directory stopped following %s", topic)
+            raise
+        finally:
+            consumer.close()
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        if not key:
+            return
+        tenant = key.decode("utf-8", "replace")
+        if value is None:
+            self.configs.pop(tenant, None)  # a tombstone removes the tenant
+            return
+        try:
+            self.configs[tenant] = self.decode(value)
+        except Exception:
+            log.exception("tenant config for %r does not decode; keeping the previous one", tenant)
