@@ -32,11 +32,16 @@ def refill(b: Bucket, capacity: int, per_minute: int, now_ms: int) -> int:
     return min(cap, b.level + elapsed * per_minute // 60)
 
 
-def wait_ms(level: int, need: int, per_minute: int) -> int:
-    """Milliseconds until `level` reaches `need` at `per_minute` (exact, rounded up)."""
-    if level >= need:
+def wait_ms(b: Bucket, capacity: int, per_minute: int, need: int, now_ms: int) -> int:
+    """Milliseconds from `now_ms` until the bucket holds `need` milli-tokens (exact).
+
+    Counted from the last refill, as `refill` does, so taking at now + wait succeeds and at
+    now + wait - 1 does not.
+    """
+    if refill(b, capacity, per_minute, now_ms) >= need:
         return 0
-    return -(-(need - level) * 60 // per_minute)
+    since_last = -(-(need - b.level) * 60 // per_minute)
+    return max(0, b.last_ms + since_last - now_ms)
 
 
 def take_all(buckets: Sequence[tuple[Bucket, int, int, int]], now_ms: int) -> tuple[bool, int]:
@@ -53,7 +58,7 @@ def take_all(buckets: Sequence[tuple[Bucket, int, int, int]], now_ms: int) -> tu
             return False, -1
         level = refill(b, capacity, per_minute, now_ms)
         levels.append(level)
-        retry = max(retry, wait_ms(level, cost * MILLI, per_minute))
+        retry = max(retry, wait_ms(b, capacity, per_minute, cost * MILLI, now_ms))
     if retry:
         return False, retry
     for (b, _capacity, _per_minute, cost), level in zip(buckets, levels, strict=True):
