@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test lint stack-up stack-down bench clean
+.PHONY: setup demo test lint tools stack-up stack-down bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ lint: setup
 	$(BIN)/ruff format --check guardstream tests
 	$(BIN)/mypy
 
-test: lint
+# promtool and prometheus for the alert-rule and end-to-end observability tests.
+tools:
+	sh scripts/ensure-prometheus.sh
+
+test: lint tools
 	$(BIN)/pytest
 
 stack-up: setup

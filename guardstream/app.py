@@ -9,6 +9,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 
 from guardstream.admission import Judge
 from guardstream.catalog import Catalog, cached_catalog
+from guardstream.health import register_health
 from guardstream.metrics import FAUST_PREFIX
 from guardstream.preprocess import DEFAULT_POLICY, Policy, policy_from
 from guardstream.settings import Settings
@@ -45,9 +46,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         # Oversize values must be read to be rejected with a reason, not stall the fetcher.
         consumer_max_fetch_size=64 * 1024 * 1024,
         producer_max_request_size=64 * 1024 * 1024,
-        broker_commit_every=1000,
-        broker_commit_interval=1.0,
         stream_wait_empty=False,
+        producer_linger_ms=10,
     )
     # Faust's own sensors, with a fixed prefix so dashboards do not depend on the app id;
     # they share the default registry with guardstream's metrics on `/metrics`.
@@ -74,4 +74,5 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
 
     ingest.register(app, ctx)
     meter.register(app, ctx)
+    register_health(app)
     return app, ctx

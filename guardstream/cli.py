@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from guardstream import lag_cli
 from guardstream.errors import GuardstreamError
 from guardstream.settings import get_settings
 
@@ -28,6 +29,20 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(tenants_app, name="tenants")
 console = Console()
 err = Console(stderr=True)
+
+
+lag_cli.register(app)
+topics_app = typer.Typer(help="guardstream's Kafka topics.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every missing guardstream topic (idempotent); starts no local stack."""
+    from guardstream.streams.admin import ensure_topics
+
+    created = ensure_topics(get_settings())
+    console.print(f"created: {', '.join(sorted(created))}" if created else "every topic exists")
 
 
 @stack_app.command("up")

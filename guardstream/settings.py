@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     )
     registry_timeout_s: float = Field(5.0, description="Per-request registry timeout")
 
+    # --- operations ------------------------------------------------------------------------
+    lag_exporter_port: int = Field(
+        9309, description="Port `guardstream lag-exporter` serves /metrics on"
+    )
+    lag_exporter_interval_s: float = Field(
+        15.0, ge=0, description="Minimum seconds between the exporter's broker queries"
+    )
+    lag_groups: str | None = Field(
+        None, description="Comma-separated consumer groups `lag` and the exporter report"
+    )
+
     @property
     def kafka_bootstrap(self) -> str:
         """Bootstrap servers clients connect to."""

@@ -64,6 +64,12 @@ def register(app: faust.App, ctx: Context) -> None:
             tables.state[msg.key] = step.state.to_bytes()
         return outs, step, record
 
+    @app.timer(interval=30.0)
+    async def table_sizes() -> None:
+        # Counting keys walks the store, so it is sampled, never done per record.
+        TABLE_KEYS.labels("meter-state").set(len(tables.state))
+        TABLE_KEYS.labels("meter-requests").set(len(tables.requests))
+
     @app.agent(app.topic(settings.topic("metering")), name="guardstream.meter")
     async def meter(stream: Any) -> None:
         # Judge nobody before every tenant config known at start-up is loaded.
@@ -93,4 +99,3 @@ def register(app: faust.App, ctx: Context) -> None:
                     record_outcome(STAGE, out.topic, out.code, started, record["ingress_timestamp"])
                     if out.code == "RATE_LIMITED":
                         RATE_LIMITED.labels(step.tier).inc()
-            TABLE_KEYS.labels("meter-state").set(len(tables.state))

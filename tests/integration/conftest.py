@@ -77,12 +77,13 @@ def worker_env(settings: Settings) -> dict[str, str]:
 class Worker:
     """A real `guardstream worker` process."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(self, settings: Settings, log: Path, loglevel: str = "warning") -> None:
         self.settings = settings
         self.log = log
+        self.started = time.monotonic()
         with log.open("ab") as f:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "guardstream", "worker", "--loglevel", "warning"],
+                [sys.executable, "-m", "guardstream", "worker", "--loglevel", loglevel],
                 env=worker_env(settings),
                 stdout=f,
                 stderr=subprocess.STDOUT,
@@ -96,6 +97,11 @@ class Worker:
             except httpx.HTTPError:
                 time.sleep(0.3)
         raise AssertionError(f"worker web port never opened: {log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no final commit, no flush."""
+        self.proc.kill()
+        self.proc.wait()
 
     def stop(self) -> None:
         self.proc.terminate()
