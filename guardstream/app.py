@@ -48,6 +48,10 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         producer_max_request_size=64 * 1024 * 1024,
         stream_wait_empty=False,
         producer_linger_ms=10,
+        # A worker killed without leaving the group keeps its partitions until the session
+        # times out; the default (60 s) would stall them that long.
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
     )
     # Faust's own sensors, with a fixed prefix so dashboards do not depend on the app id;
     # they share the default registry with guardstream's metrics on `/metrics`.

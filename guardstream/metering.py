@@ -188,15 +188,18 @@ def step(
     ikey = f"{ingress.topic}/{ingress.partition}/{ingress.offset}"
     tier = lim.tier if lim else "unknown"
 
-    # A replay of a record already applied, or the same ingress record forwarded twice:
-    # emit what was stored, change nothing.
-    replay = pos.partition == state.last_partition and pos.offset <= state.last_offset
+    # The same ingress record seen before (a replay, or the ingest stage forwarding it twice
+    # after a crash): emit what was stored, change nothing. A stored entry counts only if the
+    # tenant state already includes it; otherwise the crash came between writing the entry
+    # and the state, and the record is applied again (deterministically: same decision).
     stored = lookup(request_key(tenant, ikey)) if record["kind"] == "REQUEST" else None
-    if stored is not None or replay:
-        if stored is None:
-            return Step(state, False, None, [], {}, tier)  # a replayed usage report
+    if stored is not None:
         saved = json.loads(stored)
-        return Step(state, False, saved["decision"], saved["audits"], {}, tier)
+        at_partition, at_offset = saved["pos"]
+        if at_partition == state.last_partition and at_offset <= state.last_offset:
+            return Step(state, False, saved["decision"], saved["audits"], {}, tier)
+    elif pos.partition == state.last_partition and pos.offset <= state.last_offset:
+        return Step(state, False, None, [], {}, tier)  # a replayed usage report
 
     audits = _Audits(tenant, pos)
     _expire(state, pos.ts_ms, reservation_ttl_ms, audits)
@@ -205,9 +208,9 @@ def step(
     if record["kind"] == "USAGE":
         _settle(state, record, pos, lim, catalog, audits)
     else:
-        decision = _decide(state, record, ingress, pos, lim, catalog, lookup, audits, writes,
-                           dedup_window_ms)  # fmt: skip
-        saved = {"decision": decision, "audits": audits.events}
+        decision = _decide(state, record, ingress, ikey, pos, lim, catalog, lookup, audits,
+                           writes, dedup_window_ms)  # fmt: skip
+        saved = {"decision": decision, "audits": audits.events, "pos": [pos.partition, pos.offset]}
         writes[request_key(tenant, ikey)] = json.dumps(saved, separators=(",", ":")).encode()
     state.last_partition, state.last_offset = pos.partition, pos.offset
     _prune(state, pos.ts_ms, dedup_window_ms)
@@ -218,6 +221,7 @@ def _decide(
     state: TenantState,
     record: dict[str, Any],
     ingress: Ingress,
+    ikey: str,
     pos: Position,
     lim: Limits | None,
     catalog: Catalog,
@@ -247,7 +251,8 @@ def _decide(
         if raw is None:
             continue
         first = json.loads(raw)
-        if first["ts"] + dedup_window_ms > pos.ts_ms:
+        # Our own key, written by an attempt whose state write never happened, is no duplicate.
+        if first["ikey"] != ikey and first["ts"] + dedup_window_ms > pos.ts_ms:
             audits.add("DUPLICATE", request_id, detail=f"duplicate of {first['decision_id']}")
             return reject(
                 Reason.DUPLICATE,
@@ -313,7 +318,7 @@ def _decide(
     audits.add("RESERVE", request_id, amount)
     _alerts(state, (day, month), pos.ts_ms, audits)
 
-    first = {"decision_id": decisions.decision_id(ingress), "ts": pos.ts_ms}
+    first = {"decision_id": decisions.decision_id(ingress), "ts": pos.ts_ms, "ikey": ikey}
     for k in keys:
         writes[k] = json.dumps(first).encode()
     return decisions.decision(

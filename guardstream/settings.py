@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     demo_tenants_file: Path = Field(
         REPO_ROOT / "config" / "demo-tenants.yaml", description="Tenants `demo` applies"
     )
+    session_timeout_s: float = Field(
+        10.0, ge=3, description="Consumer session timeout: how soon a dead worker's partitions move"
+    )
     max_record_bytes: int = Field(
         1024 * 1024, ge=1024, description="Ingress values above this are rejected undecoded"
     )

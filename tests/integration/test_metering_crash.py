@@ -41,10 +41,11 @@ from guardstream.streams.topics import subject_for
 
 from .conftest import Worker, _free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 N = int(os.environ.get("GUARDSTREAM_CRASH_REQUESTS", "20000"))
 TENANTS = [f"crash{i:02d}" for i in range(50)]
-SMALL_BUDGET = 30_000  # µ$/day for every other tenant: some requests hit BUDGET_EXCEEDED
+# µ$/day for every other tenant: about half of their requests (~144 µ$ each) fit.
+SMALL_BUDGET = max(2_000, N // 50 * 70)
 USAGE_IN, USAGE_OUT = 100, 50  # below every reservation (~260 estimated input + 200 max out)
 
 
@@ -115,11 +116,15 @@ def _restored_in(worker: Worker, t0: float, timeout: float = 120) -> float:
     raise AssertionError("the restarted worker never finished restoring its tables")
 
 
+_T0 = time.monotonic()
+
+
 def _wait(what: str, done: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not done():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.5)
+    print(f"[{time.monotonic() - _T0:6.1f} s] {what}")
 
 
 def test_kill_nine_twice_keeps_state_exact(stack: Settings, tmp_path: Path) -> None:
@@ -169,7 +174,7 @@ def test_kill_nine_twice_keeps_state_exact(stack: Settings, tmp_path: Path) -> N
     _wait("decisions before the first kill", lambda: len(collector.decided()) >= kill_at, 600)
     worker, t0 = _restart(worker, s, tmp_path, 1)
     restore_1 = _restored_in(worker, t0)
-    _wait("every request's decision", lambda: len(collector.decided()) >= N, 900)
+    _wait("every request's decision", lambda: len(collector.decided()) >= N, 420)
 
     with collector.lock:
         admitted = sorted({r["request_id"] for _, r in collector.decisions
@@ -190,7 +195,7 @@ def test_kill_nine_twice_keeps_state_exact(stack: Settings, tmp_path: Path) -> N
     _wait("charges before the second kill", lambda: len(collector.charged()) >= kill_at, 600)
     worker, t0 = _restart(worker, s, tmp_path, 2)
     restore_2 = _restored_in(worker, t0)
-    _wait("every usage report's charge", lambda: len(collector.charged()) >= len(admitted), 900)
+    _wait("every usage report's charge", lambda: len(collector.charged()) >= len(admitted), 300)
     time.sleep(3)  # let stragglers (re-sent copies) arrive before judging
     collector.stop_flag.set()
     collector.join(10)

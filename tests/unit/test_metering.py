@@ -242,3 +242,22 @@ def test_leap_day_and_month_end_periods() -> None:
 def test_unknown_tenant_is_rejected() -> None:
     s = step(TenantState(), req(0), Position(0, 0, T0), None, CATALOG, {}.get)
     assert s.decision is not None and s.decision["reasons"][0]["code"] == "UNKNOWN_TENANT"
+
+
+def test_crash_between_entry_write_and_state_write_reapplies_identically() -> None:
+    log = Log(limits())
+    log.apply(req(0), T0)
+    before = TenantState.from_bytes(log.state.to_bytes())
+    # Record 1 is applied: its entries reach the table, then the worker dies before the
+    # tenant state is written; after restart the state is `before` and record 1 replays.
+    first = step(TenantState.from_bytes(before.to_bytes()), req(1), Position(0, 1, T0 + 5),
+                 log.lim, CATALOG, log.table.get)  # fmt: skip
+    for k, v in first.writes.items():
+        if v is not None:
+            log.table[k] = v
+    again = step(TenantState.from_bytes(before.to_bytes()), req(1), Position(0, 1, T0 + 5),
+                 log.lim, CATALOG, log.table.get)  # fmt: skip
+    assert again.changed, "the replay must be applied to the state it never reached"
+    assert again.decision == first.decision and again.audits == first.audits
+    assert again.decision is not None and again.decision["outcome"] == "ADMITTED"
+    assert "r1" in again.state.reservations
