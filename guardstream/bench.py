@@ -12,6 +12,7 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from guardstream.admission import Judge, RawRecord
 from guardstream.catalog import cached_catalog
@@ -124,3 +125,215 @@ def bench_ingest(settings: Settings, n: int, pii_ratio: float = 0.2) -> BenchRes
     registry.close()
     q = statistics.quantiles(timings, n=100)
     return BenchResult(n, total, n / total, q[49] * 1e6, q[98] * 1e6, forwarded)
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What one whole-pipeline run measured."""
+
+    requests: int
+    decisions_per_s: float
+    p50_ms: float
+    p99_ms: float
+    paced_rate: float
+    paced_p50_ms: float
+    paced_p99_ms: float
+    passthrough_per_s: float
+
+
+def _quantiles(values: list[float]) -> tuple[float, float]:
+    q = statistics.quantiles(values, n=100)
+    return q[49], q[98]
+
+
+def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
+    """Requests through a real worker and broker, against a plain consume→produce ceiling.
+
+    Phase 1 floods N requests and measures sustained decisions/s and produce→decision latency
+    (the decision record's timestamp minus the request's). Phase 2 sends N/4 more at half the
+    sustained rate and measures latency again. Phase 3 runs an aiokafka pass-through (consume
+    each request, produce it unchanged) over the same records: the ceiling for this machine.
+    """
+    import asyncio
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+    from guardstream import schema_ops, tenant_ops
+    from guardstream.streams.admin import ensure_topics
+    from guardstream.streams.schemas import schema_text
+    from guardstream.streams.topics import subject_for
+
+    run = uuid.uuid4().hex[:6]
+    tmp = Path(tempfile.mkdtemp(prefix="gsbench"))
+    s = settings.model_copy(update={"topic_prefix": f"gsbench{run}", "app_id": f"gsbench{run}",
+                                    "worker_state_dir": tmp / "state"})  # fmt: skip
+    ensure_topics(s)
+    registry = Registry(s)
+    schema_ops.register_all(s, registry)
+    request_id = registry.lookup(subject_for(s, "requests"), schema_text("request"))
+    registry.close()
+    assert request_id is not None
+    tenants = [f"bench{i:02d}" for i in range(50)]
+    (tmp / "tenants.yaml").write_text("tenants:\n" + "".join(
+        f"  - tenant_id: {t}\n    tier: premium\n    requests_per_minute: 100000000\n"
+        f"    tokens_per_minute: 100000000000\n    burst_requests: 100000000\n"
+        f"    burst_tokens: 100000000000\n" for t in tenants))  # fmt: skip
+    tenant_ops.apply(s, tmp / "tenants.yaml")
+    env = {
+        **os.environ,
+        "GUARDSTREAM_TOPIC_PREFIX": s.topic_prefix,
+        "GUARDSTREAM_APP_ID": s.app_id,
+        "GUARDSTREAM_WORKER_STATE_DIR": str(tmp / "state"),
+    }
+    log = (tmp / "worker.log").open("wb")
+    worker = subprocess.Popen([sys.executable, "-m", "guardstream", "worker"], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    schema = reader_schema("request")
+    rnd = random.Random(7)
+    producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 5, "log_level": 0})
+
+    def send(i: int) -> None:
+        tenant = tenants[i % len(tenants)]
+        data = {"tenant_id": tenant, "model": "gpt-4o-mini", "max_tokens": 256,
+                "messages": [{"role": "user", "content": prompt(rnd, 1000, rnd.random() < 0.2)}],
+                "temperature": None, "top_p": None, "stop": None, "idempotency_key": None,
+                "metadata": {}}  # fmt: skip
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", f"{run}-{i}".encode()),
+            ("ce_source", b"/bench"),
+            ("ce_type", REQUEST_TYPE.encode()),
+            ("content-type", b"application/avro"),
+        ]
+        producer.produce(s.topic("requests"), key=tenant.encode(),
+                         value=encode(request_id, schema, data), headers=headers)  # fmt: skip
+        producer.poll(0)
+
+    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"bench{run}",
+                         "enable.auto.commit": False, "log_level": 0})  # fmt: skip
+    parts = []
+    for short in ("admitted", "rejected"):
+        t = s.topic(short)
+        md = consumer.list_topics(t, timeout=10).topics[t]
+        parts += [TopicPartition(t, p, OFFSET_BEGINNING) for p in md.partitions]
+    consumer.assign(parts)
+
+    def collect(count: int, timeout_s: float) -> list[float]:
+        """Latencies (ms) of the next `count` decisions."""
+        lat: list[float] = []
+        deadline = time.monotonic() + timeout_s
+        while len(lat) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error():
+                    continue
+                record = decoder.decode(msg.value() or b"", "decision")
+                lat.append(msg.timestamp()[1] - ingress_ts[record["request_id"]])
+        return lat
+
+    decoder = Codec(s, Registry(s))
+
+    ingress_ts: dict[str, int] = {}
+    try:
+        # Warm up: the worker joins, recovers and decides a few requests first.
+        for i in range(50):
+            send(i)
+        producer.flush(30)
+        time.sleep(1)
+        _fill_ingress_ts(s, ingress_ts)
+        collect(50, 120)
+
+        with console.status(f"phase 1: {n} requests as fast as possible"):
+            start = time.monotonic()
+            for i in range(50, 50 + n):
+                send(i)
+            producer.flush(60)
+            _fill_ingress_ts(s, ingress_ts)
+            lat = collect(n, 600)
+            elapsed = time.monotonic() - start
+        rate = len(lat) / elapsed
+        p50, p99 = _quantiles(lat)
+
+        paced_n = max(200, n // 4)
+        paced_rate = rate / 2
+        with console.status(f"phase 2: {paced_n} requests at {paced_rate:.0f}/s"):
+            t0 = time.monotonic()
+            for j, i in enumerate(range(50 + n, 50 + n + paced_n)):
+                delay = t0 + j / paced_rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                send(i)
+            producer.flush(60)
+            _fill_ingress_ts(s, ingress_ts)
+            paced = collect(paced_n, 300)
+        pp50, pp99 = _quantiles(paced)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        consumer.close()
+
+    with console.status("phase 3: aiokafka pass-through of the same records"):
+        passthrough = asyncio.run(_passthrough(s, 50 + n + paced_n))
+    return PipelineResult(n, rate, p50, p99, paced_rate, pp50, pp99, passthrough)
+
+
+def _fill_ingress_ts(s: Settings, out: dict[str, int]) -> None:
+    """Request id → the request record's broker timestamp (produce time)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": "unused",
+                  "enable.auto.commit": False, "log_level": 0})  # fmt: skip
+    t = s.topic("requests")
+    parts = list(c.list_topics(t, timeout=10).topics[t].partitions)
+    ends = {p: c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for p in parts}
+    c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for p in parts])
+    remaining = {p for p, e in ends.items() if e > 0}
+    while remaining:
+        for msg in c.consume(2000, 1.0):
+            if msg.error():
+                continue
+            headers: Any = dict(msg.headers() or [])
+            rid = bytes(headers["ce_id"]).decode()
+            out[rid] = msg.timestamp()[1]
+            if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
+                remaining.discard(msg.partition() or 0)
+    c.close()
+
+
+async def _passthrough(s: Settings, count: int) -> float:
+    """Records/s of a plain aiokafka consume→produce of the requests topic."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    consumer = AIOKafkaConsumer(s.topic("requests"), bootstrap_servers=s.kafka_bootstrap,
+                                group_id=f"{s.app_id}-passthrough", auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=64 * 1024 * 1024)  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=10,
+                                max_request_size=64 * 1024 * 1024)  # fmt: skip
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    sink = f"{s.topic_prefix}.passthrough"
+    AdminClient({"bootstrap.servers": s.kafka_bootstrap}).create_topics(
+        [NewTopic(sink, num_partitions=s.default_partitions, replication_factor=1)]
+    )[sink].result()
+    await consumer.start()
+    await producer.start()
+    seen = 0
+    start = None
+    try:
+        async for msg in consumer:
+            start = start or time.monotonic()
+            await producer.send(sink, key=msg.key, value=msg.value,
+                                headers=list(msg.headers))  # fmt: skip
+            seen += 1
+            if seen >= count:
+                break
+        await producer.flush()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return seen / (time.monotonic() - (start or time.monotonic()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,6 +77,9 @@ class Settings(BaseSettings):
     registry_timeout_s: float = Field(5.0, description="Per-request registry timeout")
 
     # --- operations ------------------------------------------------------------------------
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Worker log lines: one JSON object each, or Faust's text"
+    )
     lag_exporter_port: int = Field(
         9309, description="Port `guardstream lag-exporter` serves /metrics on"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from guardstream.logs import json_logging_config
 from guardstream.settings import Settings
 from guardstream.streams.admin import ensure_topics
 
@@ -15,5 +16,9 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     ensure_topics(settings)
     app, ctx = create_app(settings)
     ctx.codec.resolve_output_ids()
-    worker = faust.Worker(app, loglevel=loglevel)
+    if settings.log_format == "json":
+        # One JSON object per line, with request and trace ids when a record is in hand.
+        worker = faust.Worker(app, loglevel=loglevel, logging_config=json_logging_config(loglevel))
+    else:
+        worker = faust.Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()

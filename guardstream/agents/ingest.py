@@ -12,9 +12,10 @@ from typing import Any
 
 import faust
 
-from guardstream.admission import STAGE, RawRecord, dead_letter
+from guardstream.admission import STAGE, Outcome, RawRecord, dead_letter
 from guardstream.app import Context
 from guardstream.decisions import Ingress
+from guardstream.logs import log_context
 from guardstream.metrics import record_outcome
 from guardstream.reasons import Reason
 from guardstream.streams.registry import RegistryUnavailable
@@ -42,18 +43,28 @@ def register(app: faust.App, ctx: Context) -> None:
                 value=msg.value,
                 headers=list(msg.headers or []),
             )
-            while True:
-                await ctx.registry_gate.warm(rec.value)
-                try:
-                    out = ctx.judge.judge(rec)
-                    break
-                except RegistryUnavailable:
-                    continue  # the gate backs off; never reject for the registry's fault
-                except Exception as exc:  # a bug must not stop the partition
-                    log.exception(
-                        "ingest failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset
-                    )
-                    out = dead_letter(ctx.codec, rec, Reason.INTERNAL_ERROR, repr(exc)[:500], STAGE)
-                    break
+            with log_context(request_id=_header(rec.headers, "ce_id"),
+                             traceparent=_header(rec.headers, "ce_traceparent")):  # fmt: skip
+                out = await _judge(rec)
             await outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers)
             record_outcome(STAGE, out.topic, out.code, started, rec.ingress.timestamp_ms)
+
+    async def _judge(rec: RawRecord) -> Outcome:
+        while True:
+            await ctx.registry_gate.warm(rec.value)
+            try:
+                return ctx.judge.judge(rec)
+            except RegistryUnavailable:
+                continue  # the gate backs off; never reject for the registry's fault
+            except Exception as exc:  # a bug must not stop the partition
+                i = rec.ingress
+                log.exception("ingest failed on %s[%d]@%d", i.topic, i.partition, i.offset)
+                return dead_letter(ctx.codec, rec, Reason.INTERNAL_ERROR, repr(exc)[:500], STAGE)
+
+
+def _header(headers: list[tuple[str, bytes | None]], name: str) -> str | None:
+    """A header's value as text, for log context only (never raises)."""
+    for key, value in headers:
+        if key == name and value is not None:
+            return value.decode("utf-8", "replace")[:200]
+    return None

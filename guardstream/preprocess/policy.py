@@ -133,10 +133,16 @@ def apply_policy(
         if not tail or not head:
             continue
         cut = len(tail)
+        offset = len(cleaned[i][1]) - cut
         for f in scan_pii(tail + head, region=policy.phone_region):
             if not f.start < cut < f.end:
                 continue
-            offset = len(cleaned[i][1]) - cut
+            # A match that merely extends an item already found on either side ("b@y.io" +
+            # "again" reads as "b@y.ioagain") is that item, not one split across messages.
+            if any(offset + f.start < g.end for g in per_message[i] if g.end > offset) or any(
+                g.start < f.end - cut for g in per_message[i + 1]
+            ):
+                continue
             if (why := handle(i, f, offset + f.start, len(cleaned[i][1]))) is not None:
                 return _blocked(cleaned, findings, "PII_BLOCKED", why)
             if policy.action(f.kind) != "allow":
