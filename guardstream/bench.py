@@ -257,6 +257,7 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
             elapsed = time.monotonic() - start
         rate = len(lat) / elapsed
         p50, p99 = _quantiles(lat)
+        console.print(f"phase 1: {len(lat)} decisions in {elapsed:.1f} s = {rate:,.0f}/s")
 
         paced_n = max(200, n // 4)
         paced_rate = rate / 2
@@ -317,7 +318,8 @@ async def _passthrough(s: Settings, count: int) -> float:
     from confluent_kafka.cimpl import NewTopic
 
     sink = f"{s.topic_prefix}.passthrough"
-    AdminClient({"bootstrap.servers": s.kafka_bootstrap}).create_topics(
+    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap, "log_level": 0})
+    admin.create_topics(
         [NewTopic(sink, num_partitions=s.default_partitions, replication_factor=1)]
     )[sink].result()
     await consumer.start()

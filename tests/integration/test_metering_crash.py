@@ -1,9 +1,11 @@
-"""kill -9 the worker twice under load; state effects must be exact, decisions identical.
+"""Workers die under load; state effects must stay exact and decisions identical.
 
-20 000 requests (GUARDSTREAM_CRASH_REQUESTS to change) across 50 tenants, then a usage report
-for every admitted one. The worker is killed at a random moment in each phase, its RocksDB
-directory is deleted, and it is restarted: its tables can only come back from their
-changelog topics. Afterwards:
+Requests across 50 tenants, then a usage report for every admitted one, with failures:
+- kill -9 of the only worker at a random moment in each phase (20 000 requests;
+  GUARDSTREAM_CRASH_REQUESTS to change), its RocksDB directory deleted before the restart, so
+  its tables can only come back from their changelog topics;
+- two workers sharing the partitions, one stopped mid-run, the other taking over.
+Afterwards:
 - every request has exactly one decision id, and every copy of a decision is byte-identical
   (faust commits after sending, so a replay re-sends; transactions are off);
 - no request is answered DUPLICATE (a redelivery is not a resend);
@@ -25,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
@@ -44,8 +47,6 @@ from .conftest import Worker, _free_port
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 N = int(os.environ.get("GUARDSTREAM_CRASH_REQUESTS", "20000"))
 TENANTS = [f"crash{i:02d}" for i in range(50)]
-# µ$/day for every other tenant: about half of their requests (~144 µ$ each) fit.
-SMALL_BUDGET = max(2_000, N // 50 * 70)
 USAGE_IN, USAGE_OUT = 100, 50  # below every reservation (~260 estimated input + 200 max out)
 
 
@@ -119,6 +120,14 @@ def _restored_in(worker: Worker, t0: float, timeout: float = 120) -> float:
 _T0 = time.monotonic()
 
 
+def _ready(worker: Worker) -> bool:
+    try:
+        port = worker.settings.worker_web_port
+        return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _wait(what: str, done: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not done():
@@ -127,138 +136,186 @@ def _wait(what: str, done: Any, timeout: float) -> None:
     print(f"[{time.monotonic() - _T0:6.1f} s] {what}")
 
 
+class Scenario:
+    """A private prefix, 50 configured tenants, a collector, and the checks."""
+
+    def __init__(self, stack: Settings, tmp: Path, n: int) -> None:
+        self.run = uuid.uuid4().hex[:6]
+        self.tmp = tmp
+        self.n = n
+        self.budget = max(2_000, n // 50 * 70)  # about half of a small-budget tenant's requests
+        self.s = stack.model_copy(update={
+            "topic_prefix": f"gscrash{self.run}", "app_id": f"gscrash{self.run}",
+            "worker_web_port": _free_port(), "worker_state_dir": tmp / "state"})  # fmt: skip
+        s = self.s
+        ensure_topics(s)
+        registry = Registry(s)
+        schema_ops.register_all(s, registry)
+        self.request_id = registry.lookup(subject_for(s, "requests"), schema_text("request"))
+        self.usage_id = registry.lookup(subject_for(s, "usage"), schema_text("usage"))
+        registry.close()
+        assert self.request_id and self.usage_id
+        tenants_file = tmp / "tenants.yaml"
+        tenants_file.write_text("tenants:\n" + "".join(
+            f"  - tenant_id: {t}\n    tier: premium\n    requests_per_minute: 1000000\n"
+            f"    tokens_per_minute: 1000000000\n    burst_requests: 1000000\n"
+            f"    burst_tokens: 1000000000\n"
+            + (f"    daily_budget_micros: {self.budget}\n" if i % 2 else "")
+            for i, t in enumerate(TENANTS)))  # fmt: skip
+        tenant_ops.apply(s, tenants_file)
+        self.collector = Collector(s)
+        self.collector.start()
+        self.producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 20,
+                                  "enable.idempotence": True, "log_level": 0})  # fmt: skip
+        self.tenant_of: dict[str, str] = {}
+        self.admitted: list[str] = []
+
+    def worker(self, name: str, **changes: Any) -> Worker:
+        settings = self.s.model_copy(update=changes) if changes else self.s
+        return Worker(settings, self.tmp / f"{name}.log", loglevel="info")
+
+    def send_requests(self) -> None:
+        schema = reader_schema("request")
+        for i in range(self.n):
+            tenant = TENANTS[i % len(TENANTS)]
+            rid = f"{self.run}-req-{i}"
+            self.tenant_of[rid] = tenant
+            value = encode(self.request_id, schema, {
+                "tenant_id": tenant, "model": "gpt-4o-mini", "max_tokens": 200,
+                "messages": [{"role": "user", "content": "word " * 200}], "temperature": None,
+                "top_p": None, "stop": None, "idempotency_key": None, "metadata": {}})  # fmt: skip
+            self.producer.produce(self.s.topic("requests"), key=tenant.encode(), value=value,
+                                  headers=_headers(rid, REQUEST_TYPE))  # fmt: skip
+            if i % 1000 == 0:
+                self.producer.poll(0)
+        assert self.producer.flush(60) == 0
+
+    def send_usage(self) -> None:
+        with self.collector.lock:
+            self.admitted = sorted({r["request_id"] for _, r in self.collector.decisions
+                                    if r["outcome"] == "ADMITTED"})  # fmt: skip
+        schema = reader_schema("usage")
+        for j, rid in enumerate(self.admitted):
+            value = encode(self.usage_id, schema, {
+                "request_id": rid, "tenant_id": self.tenant_of[rid], "model": "gpt-4o-mini",
+                "input_tokens": USAGE_IN, "output_tokens": USAGE_OUT})  # fmt: skip
+            self.producer.produce(self.s.topic("usage"), key=self.tenant_of[rid].encode(),
+                                  value=value, headers=_headers(f"{self.run}-use-{j}",
+                                                                USAGE_TYPE))  # fmt: skip
+            if j % 1000 == 0:
+                self.producer.poll(0)
+        assert self.producer.flush(60) == 0
+
+    def all_decided(self) -> bool:
+        return len(self.collector.decided()) >= self.n
+
+    def all_charged(self) -> bool:
+        return len(self.collector.charged()) >= len(self.admitted)
+
+    def check(self) -> None:
+        time.sleep(3)  # let stragglers (re-sent copies) arrive before judging
+        collector = self.collector
+        collector.stop_flag.set()
+        collector.join(10)
+        # --- one decision per request, copies identical, never DUPLICATE ---------------------
+        by_request: dict[str, set[str]] = defaultdict(set)
+        copies: dict[str, set[bytes]] = defaultdict(set)
+        for raw, rec in collector.decisions:
+            by_request[rec["request_id"]].add(rec["decision_id"])
+            copies[rec["decision_id"]].add(raw)
+        assert set(by_request) == set(self.tenant_of)
+        assert all(len(ids) == 1 for ids in by_request.values())
+        assert all(len(v) == 1 for v in copies.values()), "a re-sent decision differs"
+        codes = {rec["reasons"][0]["code"] for _, rec in collector.decisions if rec["reasons"]}
+        assert codes <= {"BUDGET_EXCEEDED"}, codes
+        assert "BUDGET_EXCEEDED" in codes  # the budget path was exercised
+
+        # --- audit: identical copies, exact charges, budgets never exceeded ------------------
+        events: dict[str, tuple[int, int, dict[str, Any]]] = {}
+        raw_by_id: dict[str, set[bytes]] = defaultdict(set)
+        for part, offset, raw, rec in collector.audits:
+            raw_by_id[rec["event_id"]].add(raw)
+            events.setdefault(rec["event_id"], (part, offset, rec))
+        assert all(len(v) == 1 for v in raw_by_id.values()), "a re-sent audit event differs"
+        spec = load_catalog(self.s.model_catalog).models["gpt-4o-mini"]
+        cost = -(-USAGE_IN * spec.input_micros_per_mtok // 1_000_000) - (
+            USAGE_OUT * spec.output_micros_per_mtok // -1_000_000
+        )
+        unit = -(-cost * 9000 // 10_000)  # the premium tier's cost multiplier: 0.9x
+        charged: dict[str, int] = defaultdict(int)
+        charges_per_request: dict[str, int] = defaultdict(int)
+        for _p, _o, rec in events.values():
+            if rec["kind"] == "CHARGE":
+                charged[rec["tenant_id"]] += rec["amount_micros"]
+                charges_per_request[rec["request_id"]] += 1
+        assert max(charges_per_request.values()) == 1
+        assert not [r for *_, r in events.values() if r["kind"] == "USAGE_UNKNOWN"]
+        settled: dict[str, int] = defaultdict(int)
+        for rid in self.admitted:
+            settled[self.tenant_of[rid]] += 1
+        assert dict(charged) == {t: n * unit for t, n in settled.items()}
+
+        for tenant in TENANTS[1::2]:  # the ones with a daily budget
+            reserved: dict[str, int] = {}
+            day_of: dict[str, str] = {}
+            outstanding: dict[str, int] = defaultdict(int)
+            spent: dict[str, int] = defaultdict(int)
+            ordered = sorted((v for v in events.values() if v[2]["tenant_id"] == tenant),
+                             key=lambda v: (v[0], v[1]))  # fmt: skip
+            for _p, _o, rec in ordered:
+                day = datetime.fromtimestamp(rec["ts"] / 1000, tz=UTC).strftime("%Y-%m-%d")
+                rid = rec["request_id"]
+                if rec["kind"] == "RESERVE":
+                    reserved[rid], day_of[rid] = rec["amount_micros"], day
+                    outstanding[day] += rec["amount_micros"]
+                    assert outstanding[day] + spent[day] <= self.budget, (tenant, day)
+                elif rec["kind"] == "CHARGE":
+                    outstanding[day_of[rid]] -= reserved[rid]
+                    spent[day_of[rid]] += rec["amount_micros"]
+                elif rec["kind"] == "EXPIRE":
+                    outstanding[day_of[rid]] -= reserved[rid]
+
+
 def test_kill_nine_twice_keeps_state_exact(stack: Settings, tmp_path: Path) -> None:
-    run = uuid.uuid4().hex[:6]
-    s = stack.model_copy(update={
-        "topic_prefix": f"gscrash{run}", "app_id": f"gscrash{run}",
-        "worker_web_port": _free_port(), "worker_state_dir": tmp_path / "state"})  # fmt: skip
-    ensure_topics(s)
-    registry = Registry(s)
-    schema_ops.register_all(s, registry)
-    request_id = registry.lookup(subject_for(s, "requests"), schema_text("request"))
-    usage_id = registry.lookup(subject_for(s, "usage"), schema_text("usage"))
-    assert request_id and usage_id
-    tenants_file = tmp_path / "tenants.yaml"
-    tenants_file.write_text("tenants:\n" + "".join(
-        f"  - tenant_id: {t}\n    tier: premium\n    requests_per_minute: 1000000\n"
-        f"    tokens_per_minute: 1000000000\n    burst_requests: 1000000\n"
-        f"    burst_tokens: 1000000000\n"
-        + (f"    daily_budget_micros: {SMALL_BUDGET}\n" if i % 2 else "")
-        for i, t in enumerate(TENANTS)))  # fmt: skip
-    tenant_ops.apply(s, tenants_file)
-
-    collector = Collector(s)
-    collector.start()
-    worker = Worker(s, tmp_path / "worker-0.log", loglevel="info")
+    sc = Scenario(stack, tmp_path, N)
+    worker = sc.worker("worker-0")
     rnd = random.Random()
-    producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 20,
-                         "enable.idempotence": True, "log_level": 0})  # fmt: skip
-    schema = reader_schema("request")
-    tenant_of: dict[str, str] = {}
-    for i in range(N):
-        tenant = TENANTS[i % len(TENANTS)]
-        rid = f"{run}-req-{i}"
-        tenant_of[rid] = tenant
-        value = encode(request_id, schema, {
-            "tenant_id": tenant, "model": "gpt-4o-mini", "max_tokens": 200,
-            "messages": [{"role": "user", "content": "word " * 200}], "temperature": None,
-            "top_p": None, "stop": None, "idempotency_key": None, "metadata": {}})  # fmt: skip
-        producer.produce(s.topic("requests"), key=tenant.encode(), value=value,
-                         headers=_headers(rid, REQUEST_TYPE))  # fmt: skip
-        if i % 1000 == 0:
-            producer.poll(0)
-    assert producer.flush(60) == 0
-
-    # Kill 1: at a random point of the request phase.
+    sc.send_requests()
     kill_at = rnd.uniform(0.2, 0.7) * N
-    _wait("decisions before the first kill", lambda: len(collector.decided()) >= kill_at, 600)
-    worker, t0 = _restart(worker, s, tmp_path, 1)
+    _wait("decisions before the first kill", lambda: len(sc.collector.decided()) >= kill_at, 600)
+    worker, t0 = _restart(worker, sc.s, tmp_path, 1)
     restore_1 = _restored_in(worker, t0)
-    _wait("every request's decision", lambda: len(collector.decided()) >= N, 420)
-
-    with collector.lock:
-        admitted = sorted({r["request_id"] for _, r in collector.decisions
-                           if r["outcome"] == "ADMITTED"})  # fmt: skip
-    usage_schema = reader_schema("usage")
-    for j, rid in enumerate(admitted):
-        value = encode(usage_id, usage_schema, {
-            "request_id": rid, "tenant_id": tenant_of[rid], "model": "gpt-4o-mini",
-            "input_tokens": USAGE_IN, "output_tokens": USAGE_OUT})  # fmt: skip
-        producer.produce(s.topic("usage"), key=tenant_of[rid].encode(), value=value,
-                         headers=_headers(f"{run}-use-{j}", USAGE_TYPE))  # fmt: skip
-        if j % 1000 == 0:
-            producer.poll(0)
-    assert producer.flush(60) == 0
-
-    # Kill 2: at a random point of the usage phase.
-    kill_at = rnd.uniform(0.2, 0.7) * len(admitted)
-    _wait("charges before the second kill", lambda: len(collector.charged()) >= kill_at, 600)
-    worker, t0 = _restart(worker, s, tmp_path, 2)
+    _wait("every request's decision", sc.all_decided, 420)
+    sc.send_usage()
+    kill_at = rnd.uniform(0.2, 0.7) * len(sc.admitted)
+    _wait("charges before the second kill", lambda: len(sc.collector.charged()) >= kill_at, 600)
+    worker, t0 = _restart(worker, sc.s, tmp_path, 2)
     restore_2 = _restored_in(worker, t0)
-    _wait("every usage report's charge", lambda: len(collector.charged()) >= len(admitted), 300)
-    time.sleep(3)  # let stragglers (re-sent copies) arrive before judging
-    collector.stop_flag.set()
-    collector.join(10)
+    _wait("every usage report's charge", sc.all_charged, 300)
     worker.stop()
     print(
-        f"\nrestore after kill -9 with the state directory deleted: "
-        f"{restore_1:.1f} s and {restore_2:.1f} s (worker start to 'Restore complete')"
+        f"\nrestore after kill -9 with the state directory deleted: {restore_1:.1f} s and "
+        f"{restore_2:.1f} s (worker start to 'Restore complete')"
     )
+    sc.check()
 
-    # --- one decision per request, copies identical, never DUPLICATE ----------------------
-    by_request: dict[str, set[str]] = defaultdict(set)
-    copies: dict[str, set[bytes]] = defaultdict(set)
-    for raw, rec in collector.decisions:
-        by_request[rec["request_id"]].add(rec["decision_id"])
-        copies[rec["decision_id"]].add(raw)
-    assert set(by_request) == set(tenant_of)
-    assert all(len(ids) == 1 for ids in by_request.values())
-    assert all(len(v) == 1 for v in copies.values()), "a re-sent decision differs"
-    codes = {rec["reasons"][0]["code"] for _, rec in collector.decisions if rec["reasons"]}
-    assert codes <= {"BUDGET_EXCEEDED"}, codes
-    assert "BUDGET_EXCEEDED" in codes  # the budget path was exercised
 
-    # --- audit: identical copies, exact charges, budgets never exceeded --------------------
-    events: dict[str, tuple[int, int, dict[str, Any]]] = {}
-    raw_by_id: dict[str, set[bytes]] = defaultdict(set)
-    for part, offset, raw, rec in collector.audits:
-        raw_by_id[rec["event_id"]].add(raw)
-        events.setdefault(rec["event_id"], (part, offset, rec))
-    assert all(len(v) == 1 for v in raw_by_id.values()), "a re-sent audit event differs"
-    catalog = load_catalog(s.model_catalog)
-    spec = catalog.models["gpt-4o-mini"]
-    unit = -(-USAGE_IN * spec.input_micros_per_mtok // 1_000_000) - (
-        USAGE_OUT * spec.output_micros_per_mtok // -1_000_000
-    )  # premium: 0.9x below
-    unit = -(-unit * 9000 // 10_000)
-    charged: dict[str, int] = defaultdict(int)
-    charges_per_request: dict[str, int] = defaultdict(int)
-    for _p, _o, rec in events.values():
-        if rec["kind"] == "CHARGE":
-            charged[rec["tenant_id"]] += rec["amount_micros"]
-            charges_per_request[rec["request_id"]] += 1
-    assert max(charges_per_request.values()) == 1
-    settled_per_tenant: dict[str, int] = defaultdict(int)
-    for rid in admitted:
-        settled_per_tenant[tenant_of[rid]] += 1
-    assert dict(charged) == {t: n * unit for t, n in settled_per_tenant.items()}
-
-    for tenant in TENANTS[1::2]:  # the ones with a daily budget
-        reserved: dict[str, int] = {}
-        day_of: dict[str, str] = {}
-        outstanding: dict[str, int] = defaultdict(int)
-        spent: dict[str, int] = defaultdict(int)
-        ordered = sorted((v for v in events.values() if v[2]["tenant_id"] == tenant),
-                         key=lambda v: (v[0], v[1]))  # fmt: skip
-        for _p, _o, rec in ordered:
-            day = datetime.fromtimestamp(rec["ts"] / 1000, tz=UTC).strftime("%Y-%m-%d")
-            rid = rec["request_id"]
-            if rec["kind"] == "RESERVE":
-                reserved[rid], day_of[rid] = rec["amount_micros"], day
-                outstanding[day] += rec["amount_micros"]
-                assert outstanding[day] + spent[day] <= SMALL_BUDGET, (tenant, day)
-            elif rec["kind"] == "CHARGE":
-                outstanding[day_of[rid]] -= reserved[rid]
-                spent[day_of[rid]] += rec["amount_micros"]
-            elif rec["kind"] == "EXPIRE":
-                outstanding[day_of[rid]] -= reserved[rid]
+def test_two_workers_one_stops_the_other_takes_over(stack: Settings, tmp_path: Path) -> None:
+    n = max(1000, N // 4)
+    sc = Scenario(stack, tmp_path, n)
+    first = sc.worker("worker-a")
+    second = sc.worker("worker-b", worker_web_port=_free_port(),
+                       worker_state_dir=tmp_path / "state-b")  # fmt: skip
+    # Both members of the group, partitions split and tables recovered, before traffic.
+    _wait("both workers ready", lambda: _ready(first) and _ready(second), 120)
+    sc.send_requests()
+    _wait("decisions before stopping one worker",
+          lambda: len(sc.collector.decided()) >= n * 0.4, 600)  # fmt: skip
+    first.stop()  # a clean stop: it leaves the group, the other gets its partitions
+    _wait("every request's decision", sc.all_decided, 420)
+    sc.send_usage()
+    _wait("every usage report's charge", sc.all_charged, 300)
+    assert second.proc.poll() is None
+    assert "Crashed" not in second.log.read_text(errors="replace")
+    second.stop()
+    sc.check()
