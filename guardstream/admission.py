@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from guardstream import decisions
 from guardstream.catalog import Catalog
@@ -42,6 +42,7 @@ STAGE = "ingest"
 REQUEST_RECORD = "io.guardstream.v1.Request"
 SOURCE = "/guardstream/ingest"
 PolicyLookup = Callable[[str], Policy]
+_P = TypeVar("_P")
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,10 @@ class Refused(Exception):
         self.tenant_id = tenant_id
 
     @classmethod
-    def one(cls, code: Reason, detail: str, where: str | None = None) -> Refused:
-        return cls([decisions.reason(code, detail, where)])
+    def one(
+        cls, code: Reason, detail: str, where: str | None = None, tenant_id: str | None = None
+    ) -> Refused:
+        return cls([decisions.reason(code, detail, where)], tenant_id)
 
 
 class Unreadable(Exception):
@@ -193,48 +196,28 @@ class Judge:
     # --- deciding -----------------------------------------------------------------------
 
     def _request(self, rec: RawRecord, who: Identity, data: dict[str, Any]) -> Outcome:
-        try:
-            request = validate_request(data)
-        except PayloadProblem as exc:
-            tenant = data.get("tenant_id")
-            why = [
-                decisions.reason(Reason.PAYLOAD_INVALID, f"{f}: {m}", f) for f, m in exc.problems
-            ]
-            valid = tenant if isinstance(tenant, str) and len(tenant) <= 64 else None
-            raise Refused(why, valid) from None
+        request = _payload(validate_request, data)
         tenant = request.tenant_id
         spec = self.catalog.get(request.model)
         if spec is None:
-            raise Refused(
-                [decisions.reason(Reason.MODEL_UNKNOWN,
-                                  f"model '{request.model[:64]}' is not in the model catalog "
-                                  f"(version {self.catalog.version})", "model")],
-                tenant,
-            )  # fmt: skip
+            raise Refused.one(Reason.MODEL_UNKNOWN,
+                              f"model '{request.model[:64]}' is not in the model catalog "
+                              f"(version {self.catalog.version})", "model", tenant)  # fmt: skip
         if request.max_tokens > spec.max_output_tokens:
-            raise Refused(
-                [decisions.reason(Reason.MAX_TOKENS_EXCEEDED,
-                                  f"max_tokens {request.max_tokens} exceeds {request.model}'s "
-                                  f"limit of {spec.max_output_tokens}", "max_tokens")],
-                tenant,
-            )  # fmt: skip
-        policy = self.policy_for(tenant)
+            limit = spec.max_output_tokens
+            raise Refused.one(Reason.MAX_TOKENS_EXCEEDED,
+                              f"max_tokens {request.max_tokens} exceeds {request.model}'s "
+                              f"limit of {limit}", "max_tokens", tenant)  # fmt: skip
         messages = [(m.role, m.content) for m in request.messages]
-        cleaned = apply_policy(messages, policy, salt=tenant)
+        cleaned = apply_policy(messages, self.policy_for(tenant), salt=tenant)
         if cleaned.blocked is not None:
-            raise Refused(
-                [decisions.reason(Reason(cleaned.blocked), cleaned.blocked_detail or "", None)],
-                tenant,
-            )
+            raise Refused.one(Reason(cleaned.blocked), cleaned.blocked_detail or "", None, tenant)
         prompt_tokens = estimate_prompt_tokens(cleaned.messages, spec.family)
         if prompt_tokens + request.max_tokens > spec.context_window:
-            raise Refused(
-                [decisions.reason(Reason.CONTEXT_WINDOW_EXCEEDED,
-                                  f"estimated prompt tokens {prompt_tokens} + max_tokens "
-                                  f"{request.max_tokens} exceed {request.model}'s context window "
-                                  f"of {spec.context_window}", "messages")],
-                tenant,
-            )  # fmt: skip
+            raise Refused.one(Reason.CONTEXT_WINDOW_EXCEEDED,
+                              f"estimated prompt tokens {prompt_tokens} + max_tokens "
+                              f"{request.max_tokens} exceed {request.model}'s context window "
+                              f"of {spec.context_window}", "messages", tenant)  # fmt: skip
         sanitized = request.model_dump()
         sanitized["messages"] = [{"role": r, "content": c} for r, c in cleaned.messages]
         record = self._metering(rec, who, "REQUEST", tenant, request.model)
@@ -250,15 +233,7 @@ class Judge:
         return self._forward(rec, who, tenant, record, dict(cleaned.findings))
 
     def _usage(self, rec: RawRecord, who: Identity, data: dict[str, Any]) -> Outcome:
-        try:
-            usage = validate_usage(data)
-        except PayloadProblem as exc:
-            tenant = data.get("tenant_id")
-            why = [
-                decisions.reason(Reason.PAYLOAD_INVALID, f"{f}: {m}", f) for f, m in exc.problems
-            ]
-            valid = tenant if isinstance(tenant, str) and len(tenant) <= 64 else None
-            raise Refused(why, valid) from None
+        usage = _payload(validate_usage, data)
         record = self._metering(rec, who, "USAGE", usage.tenant_id, usage.model)
         record.update(
             request_id=usage.request_id,
@@ -327,6 +302,17 @@ class Judge:
 
     def _dead(self, rec: RawRecord, code: Reason, detail: str) -> Outcome:
         return dead_letter(self.codec, rec, code, detail, STAGE)
+
+
+def _payload(validate: Callable[[Any], _P], data: dict[str, Any]) -> _P:
+    """The validated payload, or Refused with one PAYLOAD_INVALID reason per bad field."""
+    try:
+        return validate(data)
+    except PayloadProblem as exc:
+        why = [decisions.reason(Reason.PAYLOAD_INVALID, f"{f}: {m}", f) for f, m in exc.problems]
+        tenant = data.get("tenant_id")
+        named = tenant if isinstance(tenant, str) and len(tenant) <= 64 else None
+        raise Refused(why, named) from None
 
 
 def dead_letter(codec: Codec, rec: RawRecord, code: Reason, detail: str, stage: str) -> Outcome:

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(
         "json", description="Worker log lines: one JSON object each, or Faust's text"
     )
+    metrics_tenants: str = Field(
+        "", description="Comma-separated tenant ids that get per-tenant spend/budget metrics"
+    )
     lag_exporter_port: int = Field(
         9309, description="Port `guardstream lag-exporter` serves /metrics on"
     )

@@ -18,7 +18,16 @@ from guardstream import metering
 from guardstream.admission import Outcome, RawRecord, dead_letter, decision_outcome
 from guardstream.app import Context
 from guardstream.decisions import Ingress
-from guardstream.metrics import BUDGET_ALERTS, RATE_LIMITED, TABLE_KEYS, record_outcome
+from guardstream.metrics import (
+    BUDGET_ALERTS,
+    RATE_LIMITED,
+    RESERVED,
+    SPEND,
+    TABLE_KEYS,
+    TENANT_BUDGET,
+    TENANT_SPEND,
+    record_outcome,
+)
 from guardstream.reasons import Reason
 from guardstream.tenants import load_tiers
 
@@ -31,6 +40,22 @@ def register(app: faust.App, ctx: Context) -> None:
     """Define the meter agent on the app."""
     settings, codec, tables = ctx.settings, ctx.codec, ctx.tables
     tiers = load_tiers(settings.tiers_file)
+    watched = {t.strip() for t in settings.metrics_tenants.split(",") if t.strip()}
+
+    def record_money(audit: dict[str, Any], tier: str, limits: Any) -> None:
+        """Spend by tier always; per tenant only for the allow-listed (bounded labels)."""
+        if audit["kind"] != "CHARGE":
+            return
+        SPEND.labels(tier).inc(audit["amount_micros"])
+        tenant = audit["tenant_id"]
+        if tenant in watched:
+            TENANT_SPEND.labels(tenant).inc(audit["amount_micros"])
+            if limits is not None:
+                for period, value in (("daily", limits.daily_budget_micros),
+                                      ("monthly", limits.monthly_budget_micros)):  # fmt: skip
+                    if value is not None:
+                        TENANT_BUDGET.labels(tenant, period).set(value)
+
     outputs = {
         name: app.topic(settings.topic(name))
         for name in ("admitted", "rejected", "audit", "deadletter")
@@ -39,14 +64,18 @@ def register(app: faust.App, ctx: Context) -> None:
     def apply(msg: Any) -> tuple[list[Outcome], metering.Step, dict[str, Any]]:
         record = codec.decode(msg.value, "metering")
         tenant = record["tenant_id"]
+        limits = metering.limits(tenant, tables.tenant_config(tenant), tiers)
         step = metering.step(
             metering.TenantState.from_bytes(tables.state.get(msg.key)),
             record,
             metering.Position(msg.partition, msg.offset, round(msg.timestamp * 1000)),
-            metering.limits(tenant, tables.tenant_config(tenant), tiers),
+            limits,
             ctx.catalog,
             tables.requests.get,
         )
+        if step.changed:  # replays re-send outputs but must not count money twice
+            for audit in step.audits:
+                record_money(audit, step.tier, limits)
         outs = [
             Outcome("audit", msg.key, codec.encode("audit", a), [], a["kind"], tenant)
             for a in step.audits
@@ -65,10 +94,20 @@ def register(app: faust.App, ctx: Context) -> None:
         return outs, step, record
 
     @app.timer(interval=30.0)
-    async def table_sizes() -> None:
-        # Counting keys walks the store, so it is sampled, never done per record.
+    async def sample_tables() -> None:
+        # Walking the stores is sampled, never done per record: key counts, and the budget
+        # held by outstanding reservations on this worker's partitions, by tier.
         TABLE_KEYS.labels("meter-state").set(len(tables.state))
         TABLE_KEYS.labels("meter-requests").set(len(tables.requests))
+        held: dict[str, int] = dict.fromkeys(tiers.tiers, 0)
+        for key, raw in list(tables.state.items()):
+            state = metering.TenantState.from_bytes(raw)
+            tenant = key.decode("utf-8", "replace")
+            found = metering.limits(tenant, tables.tenant_config(tenant), tiers)
+            tier = found.tier if found else "unknown"
+            held[tier] = held.get(tier, 0) + sum(r.amount for r in state.reservations.values())
+        for tier, amount in held.items():
+            RESERVED.labels(tier).set(amount)
 
     @app.agent(app.topic(settings.topic("metering")), name="guardstream.meter")
     async def meter(stream: Any) -> None:
