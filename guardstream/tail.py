@@ -131,6 +131,10 @@ def render(seen: Seen, settings: Settings) -> Text:
     line.append(f"{r.get('request_id')} ")
     if admitted:
         line.append(f"est. {r.get('cost_estimate_micros', 0)} µ$", style="dim")
+        found = r.get("findings") or {}
+        if found:
+            counts = ", ".join(f"{k}: {v}" for k, v in sorted(found.items()))
+            line.append(f" · found {counts}", style="yellow")
     for reason in r.get("reasons", []):
         line.append(f"{reason['code']}", style="red")
         line.append(f" ({reason['detail']}) ", style="dim")
