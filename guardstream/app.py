@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
+from guardstream import faust_fixes
 from guardstream.admission import Judge
 from guardstream.catalog import Catalog, cached_catalog
+from guardstream.diagnostics import register_diagnostics
 from guardstream.health import register_health
 from guardstream.metrics import FAUST_PREFIX
 from guardstream.preprocess import DEFAULT_POLICY, Policy, policy_from
@@ -33,6 +35,7 @@ class Context:
 def create_app(settings: Settings) -> tuple[faust.App, Context]:
     """Build the Faust app with every stage's agent registered on it."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    faust_fixes.apply()
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -79,4 +82,5 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     ingest.register(app, ctx)
     meter.register(app, ctx)
     register_health(app)
+    register_diagnostics(app)
     return app, ctx

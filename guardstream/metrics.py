@@ -78,11 +78,17 @@ TENANT_BUDGET = Gauge(
 BUDGET_ALERTS = Counter(
     "guardstream_budget_alerts_total", "Budget alerts emitted, by kind and tier", ["kind", "tier"]
 )
+INPUT_GAPS = Counter(
+    "guardstream_input_gaps_total",
+    "Input offsets the consumer skipped without handing them to the stage (must stay 0)",
+    ["stage"],
+)
 TABLE_KEYS = Gauge("guardstream_table_keys", "Keys held in each table by this worker", ["table"])
 
 
 @lru_cache(maxsize=4096)
-def _child(metric: Any, *labels: str) -> Any:
+def labelled(metric: Any, *labels: str) -> Any:
+    """The metric's child for these label values, cached."""
     # `labels()` costs microseconds per call on the hot path; label sets are few and fixed.
     return metric.labels(*labels)
 
@@ -92,11 +98,11 @@ def record_outcome(stage: str, topic: str, code: str, started: float, ingress_ts
 
     `topic` is the short name it was sent to; `started` a `time.perf_counter()` reading.
     """
-    _child(EVENTS, stage, topic).inc()
+    labelled(EVENTS, stage, topic).inc()
     if topic == "rejected":
-        _child(REJECTIONS, stage, code).inc()
+        labelled(REJECTIONS, stage, code).inc()
     elif topic == "deadletter":
-        _child(DEADLETTERS, stage, code).inc()
-    _child(STAGE_LATENCY, stage).observe(time.perf_counter() - started)
+        labelled(DEADLETTERS, stage, code).inc()
+    labelled(STAGE_LATENCY, stage).observe(time.perf_counter() - started)
     if topic in ("admitted", "rejected"):
-        _child(END_TO_END_LATENCY, stage).observe(max(0.0, time.time() - ingress_ts_ms / 1000))
+        labelled(END_TO_END_LATENCY, stage).observe(max(0.0, time.time() - ingress_ts_ms / 1000))

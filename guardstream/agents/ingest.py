@@ -13,7 +13,9 @@ from typing import Any
 import faust
 
 from guardstream.admission import STAGE, Outcome, RawRecord, dead_letter
+from guardstream.agents import hold_if_stopping
 from guardstream.app import Context
+from guardstream.continuity import InputWatch
 from guardstream.decisions import Ingress
 from guardstream.logs import log_context
 from guardstream.metrics import record_outcome
@@ -32,11 +34,19 @@ def register(app: faust.App, ctx: Context) -> None:
         for name in ("metering", "rejected", "deadletter", "admitted")
     }
 
+    watch = InputWatch(app, STAGE, {settings.topic("requests"), settings.topic("usage")})
+
+    @app.timer(interval=1.0)
+    async def check_input_continuity() -> None:
+        await watch.check_idle()
+
     @app.agent(sources, name="guardstream.ingest")
     async def ingest(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
             started = time.perf_counter()
+            await hold_if_stopping(app)
+            watch.see(msg)
             rec = RawRecord(
                 ingress=Ingress(msg.topic, msg.partition, msg.offset, round(msg.timestamp * 1000)),
                 key=msg.key,

@@ -182,6 +182,10 @@ SCENARIOS: list[tuple[str, list[dict[str, str]], str, int]] = [
         "GuardstreamRegistryBreakerOpen",
         [_s(f"guardstream_registry_breaker_open{{{W}}}", "0 1x10")], "5m", 1,
     ),
+    ("GuardstreamInputGap", [_s('guardstream_input_gaps_total{stage="meter"}', "0x3 12x10")],
+     "6m", 1),
+    ("GuardstreamInputGap", [_s('guardstream_input_gaps_total{stage="meter"}', "0x10")],
+     "6m", 0),
     (
         "GuardstreamRegistryBreakerOpen",
         [_s(f"guardstream_registry_breaker_open{{{W}}}", "0x10")], "5m", 0,

@@ -1,0 +1,65 @@
+"""Offset continuity of a stage's input: notice records the consumer never handed over.
+
+Our input topics are neither compacted nor written transactionally, so within one consumer
+generation a partition's offsets arrive without holes: after offset n comes n + 1 (or a
+replay of something lower). faust-streaming has dropped records on rebalance paths (see
+`guardstream.faust_fixes`); a record arriving ahead of the next expected offset means records
+were lost inside the consumer. The first record of a partition after an assignment should be
+its committed offset.
+
+Detection only: the records were never acknowledged, so the committed offset stays before
+them and a restart re-reads them (the stages are idempotent against replays). Seeking back
+from inside Faust does not work: its fetcher drops re-fetched offsets below its read offset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TP = tuple[str, int]
+
+
+@dataclass
+class GapTracker:
+    """Next expected offset per partition within one consumer generation."""
+
+    generation: int = -1
+    expected: dict[TP, int] = field(default_factory=dict)
+    reported: set[tuple[TP, int]] = field(default_factory=set)
+
+    def begin(self, generation: int) -> None:
+        """Forget everything learnt under an older consumer generation."""
+        if generation != self.generation:
+            self.generation = generation
+            self.expected.clear()
+            self.reported.clear()
+
+    def see(self, generation: int, tp: TP, offset: int, start: int | None) -> int:
+        """Note a record; return how many offsets before it never arrived (0: none).
+
+        `start` is the committed offset the consumer began the partition at, if known; it is
+        consulted only for the partition's first record in this generation.
+        """
+        self.begin(generation)
+        expected = self.expected.get(tp, start)
+        self.expected[tp] = max(offset + 1, expected or 0)
+        if expected is None or offset <= expected or (tp, expected) in self.reported:
+            return 0
+        self.reported.add((tp, expected))
+        return offset - expected
+
+    def stranded(self, tp: TP, read_offset: int | None, start: int | None) -> int:
+        """For an idle stage: how many records the consumer read past the next expected one.
+
+        Called only when the stage has received nothing for a while, so nothing of `tp` can
+        still be queued. Faust sets its read offset to the committed offset on a seek, so
+        "read == expected" is ambiguous and not counted (a single record lost at the very
+        tail shows once the next record arrives). Each hole is reported once.
+        """
+        expected = self.expected.get(tp, start)
+        if expected is None or read_offset is None or read_offset <= expected:
+            return 0
+        if (tp, expected) in self.reported:
+            return 0
+        self.reported.add((tp, expected))
+        return read_offset - expected + 1
