@@ -12,6 +12,19 @@ Exactly-once state effects without Kafka transactions:
   decision again, while a client resending an event id in a new record gets DUPLICATE;
 - decision and audit ids derive from the input, so redelivered outputs are identical copies.
 
+The tenant state is small and of constant size (buckets, budget periods, three journal
+counters): everything that grows with traffic lives in per-request table entries, so a
+record costs the same whether the tenant has ten reservations outstanding or a million.
+- `r` entries: the outputs of each applied record, by ingress coordinates (for replays);
+- `d` entries: the first admitted decision per event id / idempotency key (duplicates);
+- `v` entries: each admitted request's reservation and its fate (held, settled, expired);
+- `q` entries: the tenant's journal, one per applied record in order, from which
+  reservations expire after the TTL and every entry of a record is deleted after the
+  duplicate window, so the table does not grow without bound.
+An entry changed by a record the tenant state does not yet include (a crash came between
+the two writes) carries that record's position and its previous status, and is read as it
+was before: the record is then applied again exactly as the first time.
+
 Time is the metering record's broker timestamp (LogAppendTime), never a client's.
 """
 
@@ -35,6 +48,10 @@ from guardstream.tenants import Limits, TenantConfig, Tiers, limits_for
 THRESHOLDS_PCT = (50, 80, 100)
 RESERVATION_TTL_MS = 15 * 60 * 1000
 DEDUP_WINDOW_MS = 24 * 60 * 60 * 1000
+# Journal entries expired or deleted per record at most, so a tenant idle for a day does not
+# stall its partition on its next request; the rest follows with the next records.
+JOURNAL_STEP = 256
+STATE_FORMAT = 2
 _AUDIT_NS = uuid.UUID("2f0b5cf4-8a55-5d1c-9e0e-6c1f3e3a7d21")
 
 
@@ -48,40 +65,30 @@ class Position:
 
 
 @dataclass
-class Reservation:
-    """Budget held for an admitted request until its usage arrives or the TTL passes."""
-
-    amount: int
-    day: str
-    month: str
-    created_ms: int
-
-
-@dataclass
 class TenantState:
-    """A tenant's hot state: buckets, budget periods, outstanding reservations."""
+    """A tenant's hot state: buckets, budget periods, journal counters (constant size)."""
 
     last_partition: int = -1
     last_offset: int = -1
     requests: Bucket = field(default_factory=Bucket)
     tokens: Bucket = field(default_factory=Bucket)
     periods: dict[str, Period] = field(default_factory=dict)
-    reservations: dict[str, Reservation] = field(default_factory=dict)
-    settled: dict[str, int] = field(default_factory=dict)  # request id → settled at (ms)
+    q_gc: int = 0  # oldest journal entry not yet deleted
+    q_exp: int = 0  # oldest journal entry not yet checked for reservation expiry
+    q_next: int = 0  # sequence number of the next journal entry
 
     def to_bytes(self) -> bytes:
         """Compact JSON for the table value (hand-rolled: `asdict` deep-copies, too slow)."""
         return json.dumps(
             [
+                STATE_FORMAT,
                 self.last_partition,
                 self.last_offset,
                 [self.requests.level, self.requests.last_ms],
                 [self.tokens.level, self.tokens.last_ms],
                 {k: [p.limit, p.reserved, p.charged, p.released, p.alerts, p.forecast]
                  for k, p in self.periods.items()},
-                {k: [r.amount, r.day, r.month, r.created_ms]
-                 for k, r in self.reservations.items()},
-                self.settled,
+                [self.q_gc, self.q_exp, self.q_next],
             ],
             separators=(",", ":"),
         ).encode()  # fmt: skip
@@ -91,16 +98,31 @@ class TenantState:
         """Read a table value (a new tenant when None)."""
         if raw is None:
             return cls()
-        lp, lo, rq, tk, periods, reservations, settled = json.loads(raw)
+        value = json.loads(raw)
+        if value[0] != STATE_FORMAT:
+            raise ValueError(
+                f"tenant state in format {value[0]}, this guardstream reads format "
+                f"{STATE_FORMAT}: start the worker with a new GUARDSTREAM_APP_ID (fresh tables)"
+            )
+        _, lp, lo, rq, tk, periods, (q_gc, q_exp, q_next) = value
         return cls(
             last_partition=lp,
             last_offset=lo,
             requests=Bucket(*rq),
             tokens=Bucket(*tk),
             periods={k: Period(*v) for k, v in periods.items()},
-            reservations={k: Reservation(*v) for k, v in reservations.items()},
-            settled=settled,
+            q_gc=q_gc,
+            q_exp=q_exp,
+            q_next=q_next,
         )
+
+    def covers(self, pos: list[int]) -> bool:
+        """Whether the record at `pos` ([partition, offset]) is already applied to this state."""
+        return pos[0] == self.last_partition and pos[1] <= self.last_offset
+
+    def held_micros(self) -> int:
+        """Budget held by outstanding reservations (each is in one month period)."""
+        return sum(p.reserved for k, p in self.periods.items() if k.startswith("m:"))
 
 
 @dataclass
@@ -131,6 +153,49 @@ def request_key(tenant: str, ingress_key: str) -> bytes:
 def dedup_key(tenant: str, kind: str, value: str) -> bytes:
     """Table key of a duplicate-detection entry (event source+id, or idempotency key)."""
     return f"d\x1f{tenant}\x1f{kind}\x1f{value}".encode()
+
+
+def reservation_key(tenant: str, request_id: str) -> bytes:
+    """Table key of an admitted request's reservation."""
+    return f"v\x1f{tenant}\x1f{request_id}".encode()
+
+
+def journal_key(tenant: str, seq: int) -> bytes:
+    """Table key of a tenant's journal entry (hex, so keys sort in journal order)."""
+    return f"q\x1f{tenant}\x1f{seq:016x}".encode()
+
+
+class _Entries:
+    """The per-request table as this step sees it: its own writes first, then the table."""
+
+    def __init__(self, lookup: Lookup, state: TenantState, pos: Position) -> None:
+        self.lookup = lookup
+        self.state = state
+        self.at = [pos.partition, pos.offset]
+        self.writes: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> dict[str, Any] | None:
+        raw = self.writes[key] if key in self.writes else self.lookup(key)
+        return None if raw is None else json.loads(raw)
+
+    def put(self, key: bytes, value: dict[str, Any]) -> None:
+        self.writes[key] = json.dumps(value, separators=(",", ":")).encode()
+
+    def delete(self, key: bytes) -> None:
+        self.writes[key] = None
+
+    def reservation(self, tenant: str, request_id: str) -> dict[str, Any] | None:
+        """The reservation as the tenant state knows it (see the module doc)."""
+        v = self.get(reservation_key(tenant, request_id))
+        if v is None or self.state.covers(v["by"]):
+            return v
+        if v["p"] is None:
+            return None  # created by the record being applied again
+        return {**v, "s": v["p"]}
+
+    def set_status(self, tenant: str, request_id: str, v: dict[str, Any], status: str) -> None:
+        self.put(reservation_key(tenant, request_id), {**v, "s": status, "p": v["s"],
+                                                       "by": self.at})  # fmt: skip
 
 
 class _Audits:
@@ -191,30 +256,40 @@ def step(
     # The same ingress record seen before (a replay, or the ingest stage forwarding it twice
     # after a crash): emit what was stored, change nothing. A stored entry counts only if the
     # tenant state already includes it; otherwise the crash came between writing the entry
-    # and the state, and the record is applied again (deterministically: same decision).
-    stored = lookup(request_key(tenant, ikey)) if record["kind"] == "REQUEST" else None
+    # and the state, and the record is applied again (deterministically: same outputs).
+    stored = lookup(request_key(tenant, ikey))
     if stored is not None:
         saved = json.loads(stored)
-        at_partition, at_offset = saved["pos"]
-        if at_partition == state.last_partition and at_offset <= state.last_offset:
+        if state.covers(saved["pos"]):
             return Step(state, False, saved["decision"], saved["audits"], {}, tier)
-    elif pos.partition == state.last_partition and pos.offset <= state.last_offset:
-        return Step(state, False, None, [], {}, tier)  # a replayed usage report
+    elif state.covers([pos.partition, pos.offset]):
+        return Step(state, False, None, [], {}, tier)  # applied, and its entry since deleted
 
     audits = _Audits(tenant, pos)
-    _expire(state, pos.ts_ms, reservation_ttl_ms, audits)
-    writes: dict[bytes, bytes | None] = {}
+    entries = _Entries(lookup, state, pos)
+    journal: dict[str, Any] = {"ts": pos.ts_ms, "ikey": ikey, "rid": None, "keys": []}
+    # Nothing is stored for a tenant nobody configured and nothing knows: tenant ids a client
+    # invents must not grow the tables. The answer depends only on the record, so a replay
+    # repeats it. (A tenant removed from the configuration keeps its state and settles.)
+    ephemeral = lim is None and state.last_partition == -1
+    if not ephemeral:
+        _expire(state, tenant, entries, pos.ts_ms, reservation_ttl_ms, audits)
+        _collect(state, tenant, entries, pos.ts_ms, max(dedup_window_ms, reservation_ttl_ms))
     decision: dict[str, Any] | None = None
     if record["kind"] == "USAGE":
-        _settle(state, record, pos, lim, catalog, audits)
+        _settle(state, tenant, entries, record, lim, catalog, audits)
     else:
-        decision = _decide(state, record, ingress, ikey, pos, lim, catalog, lookup, audits,
-                           writes, dedup_window_ms)  # fmt: skip
-        saved = {"decision": decision, "audits": audits.events, "pos": [pos.partition, pos.offset]}
-        writes[request_key(tenant, ikey)] = json.dumps(saved, separators=(",", ":")).encode()
+        decision = _decide(state, record, ingress, ikey, pos, lim, catalog, entries, audits,
+                           journal, dedup_window_ms)  # fmt: skip
+    if ephemeral:
+        return Step(state, False, decision, audits.events, {}, tier)
+    entries.put(request_key(tenant, ikey), {"decision": decision, "audits": audits.events,
+                                            "pos": [pos.partition, pos.offset]})  # fmt: skip
+    entries.put(journal_key(tenant, state.q_next), journal)
+    state.q_next += 1
     state.last_partition, state.last_offset = pos.partition, pos.offset
-    _prune(state, pos.ts_ms, dedup_window_ms)
-    return Step(state, True, decision, audits.events, writes, tier)
+    _prune(state, pos.ts_ms)
+    return Step(state, True, decision, audits.events, entries.writes, tier)
 
 
 def _decide(
@@ -225,9 +300,9 @@ def _decide(
     pos: Position,
     lim: Limits | None,
     catalog: Catalog,
-    lookup: Lookup,
+    entries: _Entries,
     audits: _Audits,
-    writes: dict[bytes, bytes | None],
+    journal: dict[str, Any],
     dedup_window_ms: int,
 ) -> dict[str, Any]:
     tenant, request_id = record["tenant_id"], record["request_id"]
@@ -247,10 +322,9 @@ def _decide(
     if record["idempotency_key"]:
         keys.append(dedup_key(tenant, "i", record["idempotency_key"]))
     for k in keys:
-        raw = lookup(k)
-        if raw is None:
+        first = entries.get(k)
+        if first is None:
             continue
-        first = json.loads(raw)
         # Our own key, written by an attempt whose state write never happened, is no duplicate.
         if first["ikey"] != ikey and first["ts"] + dedup_window_ms > pos.ts_ms:
             audits.add("DUPLICATE", request_id, detail=f"duplicate of {first['decision_id']}")
@@ -314,13 +388,17 @@ def _decide(
     state.periods.setdefault(month, Period(limit=lim.monthly_budget_micros))
     for key in (day, month):
         state.periods[key].reserved += amount
-    state.reservations[request_id] = Reservation(amount, day, month, pos.ts_ms)
+    entries.put(reservation_key(tenant, request_id), {
+        "a": amount, "d": day, "m": month, "s": "held", "p": None, "by": entries.at,
+        "ikey": ikey})  # fmt: skip
     audits.add("RESERVE", request_id, amount)
     _alerts(state, (day, month), pos.ts_ms, audits)
 
     first = {"decision_id": decisions.decision_id(ingress), "ts": pos.ts_ms, "ikey": ikey}
     for k in keys:
-        writes[k] = json.dumps(first).encode()
+        entries.put(k, first)
+    journal["rid"] = request_id
+    journal["keys"] = [k.decode() for k in keys]
     return decisions.decision(
         ingress,
         request_id=request_id,
@@ -337,24 +415,25 @@ def _decide(
 
 def _settle(
     state: TenantState,
+    tenant: str,
+    entries: _Entries,
     record: dict[str, Any],
-    pos: Position,
     lim: Limits | None,
     catalog: Catalog,
     audits: _Audits,
 ) -> None:
     request_id = record["request_id"]
-    if request_id in state.settled:
-        audits.add("USAGE_DUPLICATE", request_id, detail="usage for an already-settled request")
-        return
-    res = state.reservations.pop(request_id, None)
+    res = entries.reservation(tenant, request_id)
     if res is None:
-        audits.add("USAGE_UNKNOWN", request_id, detail="usage for no outstanding reservation")
+        audits.add("USAGE_UNKNOWN", request_id, detail="usage for no reservation of this tenant")
+        return
+    if res["s"] == "settled":
+        audits.add("USAGE_DUPLICATE", request_id, detail="usage for an already-settled request")
         return
     spec = catalog.get(record["model"])
     multiplier = lim.cost_multiplier_bp if lim else 10_000
     if spec is None:  # cannot price it: charge what was reserved, say why
-        actual = res.amount
+        actual = res["a"]
         audits.add("USAGE_UNKNOWN", request_id, detail=f"model '{record['model']}' unpriced")
     else:
         actual = apply_multiplier(
@@ -362,33 +441,79 @@ def _settle(
             + cost_micros(record["usage_output_tokens"] or 0, spec.output_micros_per_mtok),
             multiplier,
         )
-    release = max(res.amount - actual, 0)
-    for key in (res.day, res.month):
+    late = res["s"] == "expired"  # its budget was released already: charge it all now
+    held = 0 if late else res["a"]
+    release = max(held - actual, 0)
+    for key in (res["d"], res["m"]):
         p = state.periods.setdefault(key, Period(limit=None))
-        p.reserved -= res.amount
+        p.reserved -= held
         p.charged += actual
         p.released += release
-    audits.add("CHARGE", request_id, actual)
+    audits.add("CHARGE", request_id, actual,
+               detail="late: the reservation had expired" if late else "")  # fmt: skip
     if release:
         audits.add("RELEASE", request_id, release)
-    if actual > res.amount:
-        audits.add("OVERRUN", request_id, actual - res.amount, detail="usage above reservation")
-    state.settled[request_id] = pos.ts_ms
-    _alerts(state, (res.day, res.month), pos.ts_ms, audits)
+    if actual > held and not late:
+        audits.add("OVERRUN", request_id, actual - held, detail="usage above reservation")
+    entries.set_status(tenant, request_id, res, "settled")
+    _alerts(state, (res["d"], res["m"]), audits.pos.ts_ms, audits)
 
 
-def _expire(state: TenantState, now_ms: int, ttl_ms: int, audits: _Audits) -> None:
-    """Release reservations whose usage never came (oldest first: insertion is time order)."""
-    while state.reservations:
-        request_id, res = next(iter(state.reservations.items()))
-        if res.created_ms + ttl_ms > now_ms:
-            break
-        del state.reservations[request_id]
-        for key in (res.day, res.month):
-            p = state.periods.setdefault(key, Period(limit=None))
-            p.reserved -= res.amount
-            p.released += res.amount
-        audits.add("EXPIRE", request_id, res.amount, detail="no usage within the TTL")
+def _expire(
+    state: TenantState,
+    tenant: str,
+    entries: _Entries,
+    now_ms: int,
+    ttl_ms: int,
+    audits: _Audits,
+) -> None:
+    """Release reservations whose usage never came, walking the journal oldest first."""
+    for _ in range(JOURNAL_STEP):
+        if state.q_exp >= state.q_next:
+            return
+        entry = entries.get(journal_key(tenant, state.q_exp))
+        if entry is not None:
+            if entry["ts"] + ttl_ms > now_ms:
+                return
+            rid = entry["rid"]
+            res = entries.reservation(tenant, rid) if rid else None
+            if res is not None and res["s"] == "held" and res["ikey"] == entry["ikey"]:
+                for key in (res["d"], res["m"]):
+                    p = state.periods.setdefault(key, Period(limit=None))
+                    p.reserved -= res["a"]
+                    p.released += res["a"]
+                entries.set_status(tenant, rid, res, "expired")
+                audits.add("EXPIRE", rid, res["a"], detail="no usage within the TTL")
+        state.q_exp += 1
+
+
+def _collect(
+    state: TenantState, tenant: str, entries: _Entries, now_ms: int, window_ms: int
+) -> None:
+    """Delete every entry of records older than the window (after their expiry check)."""
+    for _ in range(JOURNAL_STEP):
+        if state.q_gc >= state.q_exp:
+            return
+        qkey = journal_key(tenant, state.q_gc)
+        entry = entries.get(qkey)
+        if entry is not None:
+            if entry["ts"] + window_ms > now_ms:
+                return
+            ikey = entry["ikey"]
+            entries.delete(request_key(tenant, ikey))
+            # A later record may own the same dedup or reservation key by now: keep it.
+            for raw_key in entry["keys"]:
+                key = raw_key.encode()
+                found = entries.get(key)
+                if found is not None and found["ikey"] == ikey:
+                    entries.delete(key)
+            if entry["rid"]:
+                vkey = reservation_key(tenant, entry["rid"])
+                found = entries.get(vkey)
+                if found is not None and found["ikey"] == ikey:
+                    entries.delete(vkey)
+            entries.delete(qkey)
+        state.q_gc += 1
 
 
 def _alerts(state: TenantState, keys: tuple[str, str], now_ms: int, audits: _Audits) -> None:
@@ -410,14 +535,9 @@ def _alerts(state: TenantState, keys: tuple[str, str], now_ms: int, audits: _Aud
                        "spend rate projects exhaustion before the period ends")  # fmt: skip
 
 
-def _prune(state: TenantState, now_ms: int, window_ms: int) -> None:
+def _prune(state: TenantState, now_ms: int) -> None:
+    """Forget past periods once nothing is held in them."""
     day, month = period_keys(now_ms)
-    held = {r.day for r in state.reservations.values()} | {
-        r.month for r in state.reservations.values()
-    }
     for key in list(state.periods):
-        if key not in (day, month) and key not in held:
+        if key not in (day, month) and state.periods[key].reserved == 0:
             del state.periods[key]
-    for rid, at in list(state.settled.items()):
-        if at + window_ms <= now_ms:
-            del state.settled[rid]

@@ -16,7 +16,9 @@ import faust
 
 from guardstream import metering
 from guardstream.admission import Outcome, RawRecord, dead_letter, decision_outcome
+from guardstream.agents import hold_if_stopping
 from guardstream.app import Context
+from guardstream.continuity import InputWatch
 from guardstream.decisions import Ingress
 from guardstream.metrics import (
     BUDGET_ALERTS,
@@ -88,7 +90,10 @@ def register(app: faust.App, ctx: Context) -> None:
         # Per-request entries first, tenant state (with its last offset) last: a crash in
         # between replays the record, which then finds its stored decision.
         for key, value in step.writes.items():
-            tables.requests[key] = value
+            if value is None:
+                tables.requests.pop(key, None)
+            else:
+                tables.requests[key] = value
         if step.changed:
             tables.state[msg.key] = step.state.to_bytes()
         return outs, step, record
@@ -105,9 +110,15 @@ def register(app: faust.App, ctx: Context) -> None:
             tenant = key.decode("utf-8", "replace")
             found = metering.limits(tenant, tables.tenant_config(tenant), tiers)
             tier = found.tier if found else "unknown"
-            held[tier] = held.get(tier, 0) + sum(r.amount for r in state.reservations.values())
+            held[tier] = held.get(tier, 0) + state.held_micros()
         for tier, amount in held.items():
             RESERVED.labels(tier).set(amount)
+
+    watch = InputWatch(app, STAGE, {settings.topic("metering")})
+
+    @app.timer(interval=1.0)
+    async def check_input_continuity() -> None:
+        await watch.check_idle()
 
     @app.agent(app.topic(settings.topic("metering")), name="guardstream.meter")
     async def meter(stream: Any) -> None:
@@ -119,6 +130,8 @@ def register(app: faust.App, ctx: Context) -> None:
         async for event in stream.events():
             msg = event.message
             started = time.perf_counter()
+            await hold_if_stopping(app)
+            watch.see(msg)
             try:
                 outs, step, record = apply(msg)
             except Exception as exc:  # a bug must not stop the partition

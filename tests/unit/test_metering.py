@@ -6,17 +6,18 @@ in-memory dict standing in for the per-request table (plain data, not a fake ser
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guardstream.catalog import load_catalog
-from guardstream.metering import Position, TenantState, step
+from guardstream.metering import Position, TenantState, reservation_key, step
 from guardstream.settings import Settings
 from guardstream.tables.ledger import period_keys, period_span_ms
 from guardstream.tables.money import apply_multiplier, cost_micros
-from guardstream.tables.ratelimit import Bucket, take_all
+from guardstream.tables.ratelimit import UNIT, Bucket, take_all
 from guardstream.tenants import Limits
 
 CATALOG = load_catalog(Settings().model_catalog)
@@ -64,7 +65,9 @@ class Log:
         s = step(self.state, record, Position(0, self.offset, ts), self.lim, CATALOG,
                  self.table.get)  # fmt: skip
         for k, v in s.writes.items():
-            if v is not None:
+            if v is None:
+                self.table.pop(k, None)
+            else:
                 self.table[k] = v
         self.state = TenantState.from_bytes(s.state.to_bytes())  # as stored
         self.audits += s.audits
@@ -89,7 +92,7 @@ def test_bucket_never_negative_nor_over_capacity(
     for dt, cost in steps:
         now += dt
         take_all([(b, capacity, per_minute, cost)], now)
-        assert b.level == -1 or 0 <= b.level <= capacity * 1000
+        assert b.level == -1 or 0 <= b.level <= capacity * UNIT
 
 
 @given(st.integers(1, 20), st.integers(1, 600), st.integers(1, 20))
@@ -103,6 +106,39 @@ def test_retry_after_is_exact(capacity: int, per_minute: int, cost: int) -> None
     before = Bucket(b.level, b.last_ms)
     assert not take_all([(before, capacity, per_minute, cost)], T0 + retry - 1)[0]
     assert take_all([(b, capacity, per_minute, cost)], T0 + retry)[0]
+
+
+@given(st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 5)), max_size=80),
+       st.integers(1, 30), st.integers(1, 120))  # fmt: skip
+def test_bucket_admits_exactly_capacity_plus_refill(
+    steps: list[tuple[int, int]], capacity: int, per_minute: int
+) -> None:
+    # Whatever the spacing of requests, what is admitted never exceeds the burst plus the
+    # refill over the elapsed time, and refill is never lost to rounding: a request that the
+    # exact arithmetic allows is admitted.
+    # Reference: a level refilled at every step, whether or not anything is taken.
+    b = Bucket()
+    now, admitted, ref = T0, 0, capacity * UNIT
+    for dt, cost in steps:
+        now += dt
+        ref = min(capacity * UNIT, ref + dt * per_minute)
+        ok, _ = take_all([(b, capacity, per_minute, cost)], now)
+        assert ok == (cost * UNIT <= ref)
+        if ok:
+            ref -= cost * UNIT
+            admitted += cost
+        assert admitted * UNIT <= capacity * UNIT + (now - T0) * per_minute
+
+
+def test_slow_bucket_hit_often_still_refills() -> None:
+    # 1 token a minute, asked every 59 ms: milli-token rounding would never refill.
+    b = Bucket()
+    assert take_all([(b, 1, 1, 1)], T0)[0]
+    now, granted = T0, 0
+    while now < T0 + 60_000:
+        now += 59
+        granted += take_all([(b, 1, 1, 1)], now)[0]
+    assert granted == 1
 
 
 def test_cost_above_burst_is_never_retryable() -> None:
@@ -145,7 +181,7 @@ def test_budget_invariants(ops: list[tuple[str, int, int, int]], budget: int) ->
     reserved = sum(a["amount_micros"] for a in log.audits if a["kind"] == "RESERVE")
     charged = sum(a["amount_micros"] for a in log.audits if a["kind"] == "CHARGE")
     released = sum(a["amount_micros"] for a in log.audits if a["kind"] in ("RELEASE", "EXPIRE"))
-    outstanding = sum(r.amount for r in log.state.reservations.values())
+    outstanding = log.state.held_micros()
     assert reserved == charged + released + outstanding  # reserved = charged + released (+ held)
 
 
@@ -260,4 +296,59 @@ def test_crash_between_entry_write_and_state_write_reapplies_identically() -> No
     assert again.changed, "the replay must be applied to the state it never reached"
     assert again.decision == first.decision and again.audits == first.audits
     assert again.decision is not None and again.decision["outcome"] == "ADMITTED"
-    assert "r1" in again.state.reservations
+    held = json.loads(again.writes[reservation_key("t1", "r1")] or b"")
+    assert held["s"] == "held" and again.state.held_micros() == before.held_micros() + held["a"]
+
+
+def test_crash_between_settling_and_state_write_charges_once() -> None:
+    log = Log(limits())
+    log.apply(req(0), T0)
+    before = TenantState.from_bytes(log.state.to_bytes())
+    first = step(TenantState.from_bytes(before.to_bytes()), usage(1, "r0", 10, 10),
+                 Position(0, 1, T0 + 5), log.lim, CATALOG, log.table.get)  # fmt: skip
+    for k, v in first.writes.items():  # the reservation now says "settled"; the state not
+        if v is not None:
+            log.table[k] = v
+    again = step(TenantState.from_bytes(before.to_bytes()), usage(1, "r0", 10, 10),
+                 Position(0, 1, T0 + 5), log.lim, CATALOG, log.table.get)  # fmt: skip
+    assert [a["kind"] for a in again.audits] == [a["kind"] for a in first.audits]
+    assert "CHARGE" in [a["kind"] for a in again.audits]
+    assert again.audits == first.audits and again.state.to_bytes() == first.state.to_bytes()
+
+
+def test_state_stays_small_and_the_table_forgets_after_the_window() -> None:
+    log = Log(limits(burst_requests=10**6, requests_per_minute=10**6))
+    for i in range(600):  # no usage: 600 reservations outstanding at once
+        log.apply(req(i, rid=f"a{i}", idem=f"k{i}"), T0 + i)
+    assert len(log.state.to_bytes()) < 400  # constant size, however much is outstanding
+    # Half a day later every reservation has expired; a day later every entry is gone.
+    log.apply(req(1000, rid="b"), T0 + 12 * 3600 * 1000)
+    for i in range(3):
+        log.apply(req(1001 + i, rid=f"c{i}"), T0 + 25 * 3600 * 1000 + i)
+    expired = [a for a in log.audits if a["kind"] == "EXPIRE"]
+    assert len(expired) == 601  # the 600, and "b"
+    left = {k.split(b"\x1f")[0] for k in log.table}
+    assert len(log.table) <= 4 * 8, left  # only the latest records' entries remain
+    assert not any(b"\x1fa1" in k for k in log.table)
+    # The old event ids and idempotency keys are free again.
+    assert (
+        log.apply(req(2000, rid="a5", idem="k5"), T0 + 26 * 3600 * 1000).decision["outcome"]
+        == "ADMITTED"
+    )
+
+
+def test_usage_after_expiry_is_charged_late_and_flagged() -> None:
+    log = Log(limits())
+    log.apply(req(0), T0)
+    log.apply(req(1), T0 + 16 * 60 * 1000)  # r0 expires
+    log.apply(usage(2, "r0", 100, 10), T0 + 17 * 60 * 1000)
+    charge = [a for a in log.audits if a["kind"] == "CHARGE"]
+    assert len(charge) == 1 and charge[0]["detail"].startswith("late")
+    assert charge[0]["amount_micros"] == cost_micros(100, 150_000) + cost_micros(10, 600_000)
+    log.apply(usage(3, "r0", 100, 10), T0 + 18 * 60 * 1000)
+    assert log.audits[-1]["kind"] == "USAGE_DUPLICATE"
+
+
+def test_unknown_tenants_leave_nothing_behind() -> None:
+    s = step(TenantState(), req(0), Position(0, 0, T0), None, CATALOG, {}.get)
+    assert not s.changed and s.writes == {}
