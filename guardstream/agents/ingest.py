@@ -13,7 +13,7 @@ from typing import Any
 import faust
 
 from guardstream.admission import STAGE, Outcome, RawRecord, dead_letter
-from guardstream.agents import hold_if_stopping
+from guardstream.agents import Outputs, hold_if_stopping
 from guardstream.app import Context
 from guardstream.continuity import InputWatch
 from guardstream.decisions import Ingress
@@ -29,10 +29,10 @@ def register(app: faust.App, ctx: Context) -> None:
     """Define the ingest agent on the app."""
     settings = ctx.settings
     sources = app.topic(settings.topic("requests"), settings.topic("usage"))
-    outputs = {
-        name: app.topic(settings.topic(name))
-        for name in ("metering", "rejected", "deadletter", "admitted")
-    }
+    outputs = Outputs(
+        app,
+        {name: settings.topic(name) for name in ("metering", "rejected", "deadletter", "admitted")},
+    )
 
     watch = InputWatch(app, STAGE, {settings.topic("requests"), settings.topic("usage")})
 
@@ -56,7 +56,7 @@ def register(app: faust.App, ctx: Context) -> None:
             with log_context(request_id=_header(rec.headers, "ce_id"),
                              traceparent=_header(rec.headers, "ce_traceparent")):  # fmt: skip
                 out = await _judge(rec)
-            await outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers)
+            await outputs.send(out.topic, out.key, out.value, out.headers)
             record_outcome(STAGE, out.topic, out.code, started, rec.ingress.timestamp_ms)
 
     async def _judge(rec: RawRecord) -> Outcome:

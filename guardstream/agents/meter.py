@@ -16,7 +16,7 @@ import faust
 
 from guardstream import metering
 from guardstream.admission import Outcome, RawRecord, dead_letter, decision_outcome
-from guardstream.agents import hold_if_stopping
+from guardstream.agents import Outputs, hold_if_stopping
 from guardstream.app import Context
 from guardstream.continuity import InputWatch
 from guardstream.decisions import Ingress
@@ -58,10 +58,10 @@ def register(app: faust.App, ctx: Context) -> None:
                     if value is not None:
                         TENANT_BUDGET.labels(tenant, period).set(value)
 
-    outputs = {
-        name: app.topic(settings.topic(name))
-        for name in ("admitted", "rejected", "audit", "deadletter")
-    }
+    outputs = Outputs(
+        app,
+        {name: settings.topic(name) for name in ("admitted", "rejected", "audit", "deadletter")},
+    )
 
     def apply(msg: Any) -> tuple[list[Outcome], metering.Step, dict[str, Any]]:
         record = codec.decode(msg.value, "metering")
@@ -140,11 +140,11 @@ def register(app: faust.App, ctx: Context) -> None:
                                         round(msg.timestamp * 1000)), msg.key, msg.value,
                                 list(msg.headers or []))  # fmt: skip
                 out = dead_letter(codec, rec, Reason.INTERNAL_ERROR, repr(exc)[:500], STAGE)
-                await outputs["deadletter"].send(key=out.key, value=out.value, headers=out.headers)
+                await outputs.send("deadletter", out.key, out.value, out.headers)
                 record_outcome(STAGE, "deadletter", out.code, started, rec.ingress.timestamp_ms)
                 continue
             for out in outs:
-                await outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers)
+                await outputs.send(out.topic, out.key, out.value, out.headers)
                 if out.code.startswith("ALERT_"):
                     BUDGET_ALERTS.labels(out.code, step.tier).inc()
                 elif out.topic != "audit":
