@@ -1,13 +1,14 @@
 """Offset continuity of a stage's input: notice records the consumer never handed over.
 
-Our input topics are neither compacted nor written transactionally, so within one consumer
-generation a partition's offsets arrive without holes: after offset n comes n + 1 (or a
-replay of something lower). faust-streaming has dropped records on rebalance paths (see
-`guardstream.faust_fixes`); a record arriving ahead of the next expected offset means records
-were lost inside the consumer. The first record of a partition after an assignment should be
-its committed offset.
+Within one consumer generation a partition's offsets normally arrive one after another:
+after offset n comes n + 1 (or a replay of something lower). faust-streaming has dropped
+records on rebalance paths (see `guardstream.faust_fixes`), which shows as a record arriving
+ahead of the next expected offset; the first record of a partition after an assignment
+should be its committed offset. A hole is only a suspect: transaction markers (clients that
+produce in transactions) and compaction skip offsets too, so `guardstream.continuity` asks
+the broker whether records really sit in it before reporting anything.
 
-Detection only: the records were never acknowledged, so the committed offset stays before
+Detection only: lost records were never acknowledged, so the committed offset stays before
 them and a restart re-reads them (the stages are idempotent against replays). Seeking back
 from inside Faust does not work: its fetcher drops re-fetched offsets below its read offset.
 """

@@ -34,7 +34,9 @@ def register(app: faust.App, ctx: Context) -> None:
         {name: settings.topic(name) for name in ("metering", "rejected", "deadletter", "admitted")},
     )
 
-    watch = InputWatch(app, STAGE, {settings.topic("requests"), settings.topic("usage")})
+    watch = InputWatch(
+        app, STAGE, {settings.topic("requests"), settings.topic("usage")}, settings.kafka_bootstrap
+    )
 
     @app.timer(interval=1.0)
     async def check_input_continuity() -> None:

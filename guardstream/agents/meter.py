@@ -114,7 +114,7 @@ def register(app: faust.App, ctx: Context) -> None:
         for tier, amount in held.items():
             RESERVED.labels(tier).set(amount)
 
-    watch = InputWatch(app, STAGE, {settings.topic("metering")})
+    watch = InputWatch(app, STAGE, {settings.topic("metering")}, settings.kafka_bootstrap)
 
     @app.timer(interval=1.0)
     async def check_input_continuity() -> None:
