@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(
         10.0, ge=3, description="Consumer session timeout: how soon a dead worker's partitions move"
     )
+    reservation_ttl_s: int = Field(
+        900, ge=1, description="A reservation with no usage after this long is released"
+    )
+    dedup_window_s: int = Field(
+        86_400, ge=1, description="How long an event id or idempotency key counts as a duplicate"
+    )
     max_record_bytes: int = Field(
         1024 * 1024, ge=1024, description="Ingress values above this are rejected undecoded"
     )

@@ -74,6 +74,8 @@ def register(app: faust.App, ctx: Context) -> None:
             limits,
             ctx.catalog,
             tables.requests.get,
+            reservation_ttl_ms=settings.reservation_ttl_s * 1000,
+            dedup_window_ms=settings.dedup_window_s * 1000,
         )
         if step.changed:  # replays re-send outputs but must not count money twice
             for audit in step.audits:
