@@ -4,15 +4,15 @@
 After a rebalance Faust pauses every assigned partition, replays the changelogs (resuming
 its flow control for that), and finally, in `Recovery.on_recovery_completed` (or
 `_resume_streams`), resumes the stream partitions, awaits a seek to the committed offsets,
-and resumes flow control again. Resuming
-flow control *clears every stream queue*. Because flow control is already active by then,
-the fetcher can deliver the first batch of the just-resumed partitions into those queues
-while the seek is awaited; the second resume then throws that batch away. The records are
-never processed and never acked: the partition's committed offset stops at the first of them
-(the partition stalls while later records are processed), or, when Faust has no committed
-offset in memory for the partition, it commits past them and they are lost. Seen with
-faust-streaming 0.15.3: two workers, one stopped mid-run, the survivor skipped 12-17 records
-at the head of every partition it held after the rebalance.
+and resumes flow control again. Resuming flow control *clears every stream queue*. Because
+flow control is already active by then, the fetcher can deliver the first batch of the
+just-resumed partitions into those queues while the seek is awaited; the second resume then
+throws that batch away. The records are never processed and never acked: the partition's
+committed offset stops at the first of them (the partition stalls while later records are
+processed), or, when Faust has no committed offset in memory for the partition, it commits
+past them and they are lost. Seen with faust-streaming 0.15.3: two workers, one stopped
+mid-run, the survivor skipped 12-17 records at the head of every partition it held after
+the rebalance.
 
 The fix suspends flow control for the duration of both methods: a record fetched in that
 window waits in the conductor (which awaits flow control before it enqueues) instead of
@@ -24,12 +24,10 @@ after it; the meter treats that as a replay and re-sends the identical decision.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from faust.tables.recovery import Recovery
 
-log = logging.getLogger(__name__)
 _APPLIED = "_guardstream_resume_fix"
 
 

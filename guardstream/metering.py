@@ -398,7 +398,7 @@ def _decide(
     for k in keys:
         entries.put(k, first)
     journal["rid"] = request_id
-    journal["keys"] = [k.decode() for k in keys]
+    journal["keys"] = [k.decode() for k in (*keys, reservation_key(tenant, request_id))]
     return decisions.decision(
         ingress,
         request_id=request_id,
@@ -501,17 +501,12 @@ def _collect(
                 return
             ikey = entry["ikey"]
             entries.delete(request_key(tenant, ikey))
-            # A later record may own the same dedup or reservation key by now: keep it.
+            # Dedup and reservation keys: a later record may own the same key by now.
             for raw_key in entry["keys"]:
                 key = raw_key.encode()
                 found = entries.get(key)
                 if found is not None and found["ikey"] == ikey:
                     entries.delete(key)
-            if entry["rid"]:
-                vkey = reservation_key(tenant, entry["rid"])
-                found = entries.get(vkey)
-                if found is not None and found["ikey"] == ikey:
-                    entries.delete(vkey)
             entries.delete(qkey)
         state.q_gc += 1
 

@@ -93,7 +93,7 @@ def register(app: faust.App, ctx: Context) -> None:
         # between replays the record, which then finds its stored decision.
         for key, value in step.writes.items():
             if value is None:
-                tables.requests.pop(key, None)
+                del tables.requests[key]  # a tombstone; RocksDB ignores a missing key
             else:
                 tables.requests[key] = value
         if step.changed:

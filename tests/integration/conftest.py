@@ -71,6 +71,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "GUARDSTREAM_APP_ID": settings.app_id,
         "GUARDSTREAM_WORKER_WEB_PORT": str(settings.worker_web_port),
         "GUARDSTREAM_WORKER_STATE_DIR": str(settings.state_dir),
+        "GUARDSTREAM_RESERVATION_TTL_S": str(settings.reservation_ttl_s),
+        "GUARDSTREAM_DEDUP_WINDOW_S": str(settings.dedup_window_s),
     }
 
 

@@ -323,3 +323,32 @@ def test_two_workers_one_stops_the_other_takes_over(stack: Settings, tmp_path: P
         # The consumer handed every record to the agents (guardstream.continuity).
         assert "never reached the agent" not in text and "never arrived" not in text
     sc.check()
+
+
+def test_short_ttl_and_window_expire_and_delete_entries_in_a_real_worker(
+    stack: Settings, tmp_path: Path
+) -> None:
+    # GUARDSTREAM_RESERVATION_TTL_S / _DEDUP_WINDOW_S of one second: usage sent two seconds
+    # later finds its reservation expired (charged late) or its entries already deleted
+    # (USAGE_UNKNOWN); the deletes go through the real table and changelog without error.
+    sc = Scenario(stack, tmp_path, 300)
+    worker = sc.worker("worker", reservation_ttl_s=1, dedup_window_s=1)
+    sc.send_requests()
+    _wait("every request's decision", sc.all_decided, 120)
+    time.sleep(2)
+    sc.send_usage()
+    usage_audits = {"CHARGE", "USAGE_UNKNOWN"}
+
+    def answered() -> set[str]:
+        with sc.collector.lock:
+            return {r["request_id"] for *_, r in sc.collector.audits if r["kind"] in usage_audits}
+
+    _wait("an audit for every usage report", lambda: answered() >= set(sc.admitted), 120)
+    worker.stop()
+    with sc.collector.lock:
+        kinds = [r["kind"] for *_, r in sc.collector.audits]
+        late = [r for *_, r in sc.collector.audits if r["kind"] == "CHARGE"]
+    assert "EXPIRE" in kinds and "USAGE_UNKNOWN" in kinds  # expired, then collected
+    assert all(r["detail"].startswith("late") for r in late)
+    log = worker.log.read_text(errors="replace")
+    assert "meter failed" not in log and "Crashed" not in log
