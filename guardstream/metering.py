@@ -18,6 +18,7 @@ record costs the same whether the tenant has ten reservations outstanding or a m
 - `r` entries: the outputs of each applied record, by ingress coordinates (for replays);
 - `d` entries: the first admitted decision per event id / idempotency key (duplicates);
 - `v` entries: each admitted request's reservation and its fate (held, settled, expired);
+- `s` entry: the tenant state itself, written after the record's entries;
 - `q` entries: the tenant's journal, one per applied record in order, from which
   reservations expire after the TTL and every entry of a record is deleted after the
   duplicate window, so the table does not grow without bound.
@@ -143,6 +144,11 @@ Lookup = Callable[[bytes], bytes | None]
 def limits(tenant_id: str, config: TenantConfig | None, tiers: Tiers) -> Limits | None:
     """The limits in force for a tenant (None: unknown and refused)."""
     return limits_for(tenant_id, config, tiers)
+
+
+def state_key(tenant: str) -> bytes:
+    """Table key of a tenant's state (in the same table as its entries, see the agent)."""
+    return f"s\x1f{tenant}".encode()
 
 
 def request_key(tenant: str, ingress_key: str) -> bytes:

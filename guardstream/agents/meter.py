@@ -68,18 +68,19 @@ def register(app: faust.App, ctx: Context) -> None:
         tenant = record["tenant_id"]
         limits = metering.limits(tenant, tables.tenant_config(tenant), tiers)
         step = metering.step(
-            metering.TenantState.from_bytes(tables.state.get(msg.key)),
+            metering.TenantState.from_bytes(tables.meter.get(metering.state_key(tenant))),
             record,
             metering.Position(msg.partition, msg.offset, round(msg.timestamp * 1000)),
             limits,
             ctx.catalog,
-            tables.requests.get,
+            tables.meter.get,
             reservation_ttl_ms=settings.reservation_ttl_s * 1000,
             dedup_window_ms=settings.dedup_window_s * 1000,
         )
         if step.changed:  # replays re-send outputs but must not count money twice
             for audit in step.audits:
                 record_money(audit, step.tier, limits)
+            held[tenant] = (step.tier, step.state.held_micros())
         outs = [
             Outcome("audit", msg.key, codec.encode("audit", a), [], a["kind"], tenant)
             for a in step.audits
@@ -89,31 +90,34 @@ def register(app: faust.App, ctx: Context) -> None:
             outs.append(
                 decision_outcome(codec, d, d["request_id"], record["traceparent"], msg.key, SOURCE)
             )
-        # Per-request entries first, tenant state (with its last offset) last: a crash in
-        # between replays the record, which then finds its stored decision.
+        # Per-request entries first, tenant state (with its last offset) last, into the one
+        # table whose changelog keeps their order: a crash loses a suffix, so a state that
+        # made it means its entries did, and a record the state lacks is applied again.
         for key, value in step.writes.items():
             if value is None:
-                del tables.requests[key]  # a tombstone; RocksDB ignores a missing key
+                del tables.meter[key]  # a tombstone; RocksDB ignores a missing key
             else:
-                tables.requests[key] = value
+                tables.meter[key] = value
         if step.changed:
-            tables.state[msg.key] = step.state.to_bytes()
+            tables.meter[metering.state_key(tenant)] = step.state.to_bytes()
         return outs, step, record
+
+    # Budget held by outstanding reservations, per tenant on this worker's partitions, as of
+    # each tenant's last record; forgotten when partitions move (the new owner reports them).
+    held: dict[str, tuple[str, int]] = {}
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types the handler narrowly
+    def forget_held(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        held.clear()
 
     @app.timer(interval=30.0)
     async def sample_tables() -> None:
-        # Walking the stores is sampled, never done per record: key counts, and the budget
-        # held by outstanding reservations on this worker's partitions, by tier.
-        TABLE_KEYS.labels("meter-state").set(len(tables.state))
-        TABLE_KEYS.labels("meter-requests").set(len(tables.requests))
-        held: dict[str, int] = dict.fromkeys(tiers.tiers, 0)
-        for key, raw in list(tables.state.items()):
-            state = metering.TenantState.from_bytes(raw)
-            tenant = key.decode("utf-8", "replace")
-            found = metering.limits(tenant, tables.tenant_config(tenant), tiers)
-            tier = found.tier if found else "unknown"
-            held[tier] = held.get(tier, 0) + state.held_micros()
-        for tier, amount in held.items():
+        # Counting keys walks the store: sampled, never done per record.
+        TABLE_KEYS.labels("meter").set(len(tables.meter))
+        by_tier: dict[str, int] = dict.fromkeys(tiers.tiers, 0)
+        for tier, amount in list(held.values()):
+            by_tier[tier] = by_tier.get(tier, 0) + amount
+        for tier, amount in by_tier.items():
             RESERVED.labels(tier).set(amount)
 
     watch = InputWatch(app, STAGE, {settings.topic("metering")}, settings.kafka_bootstrap)

@@ -17,8 +17,10 @@ from guardstream.tenants import TenantConfig
 class Tables:
     """Handles on the tables agents use."""
 
-    state: Any  # tenant id → metering.TenantState bytes
-    requests: Any  # per-request entries: stored decisions and duplicate keys
+    # The meter's one table: each tenant's state and its per-request entries. One table, so
+    # one changelog partition per metering partition, written in order: a crash loses a
+    # suffix of it, never an entry while keeping the state written after it.
+    meter: Any
     tenants: TenantDirectory
 
     def tenant_config(self, tenant_id: str) -> TenantConfig | None:
@@ -29,9 +31,8 @@ class Tables:
 def define_tables(app: faust.App, settings: Settings, codec: Codec) -> Tables:
     """Declare the tables on the app (before it starts)."""
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
-    state = app.Table("meter-state", partitions=settings.default_partitions, **raw)
-    requests = app.Table("meter-requests", partitions=settings.default_partitions, **raw)
+    meter = app.Table("meter", partitions=settings.default_partitions, **raw)
     tenants = TenantDirectory(
         settings, lambda raw_value: TenantConfig.from_avro(codec.decode(raw_value, "tenant_config"))
     )
-    return Tables(state, requests, tenants)
+    return Tables(meter, tenants)

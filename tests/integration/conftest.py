@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -79,10 +79,13 @@ def worker_env(settings: Settings) -> dict[str, str]:
 class Worker:
     """A real `guardstream worker` process."""
 
+    every: ClassVar[list[Worker]] = []  # so a failed test cannot leave its workers running
+
     def __init__(self, settings: Settings, log: Path, loglevel: str = "warning") -> None:
         self.settings = settings
         self.log = log
         self.started = time.monotonic()
+        Worker.every.append(self)
         with log.open("ab") as f:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "guardstream", "worker", "--loglevel", loglevel],
@@ -112,6 +115,15 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+@pytest.fixture(autouse=True)
+def _stop_workers_a_test_started() -> Iterator[None]:
+    before = len(Worker.every)
+    yield
+    for w in Worker.every[before:]:
+        if w.proc.poll() is None:
+            w.kill()
 
 
 @pytest.fixture(scope="session")
