@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from guardstream.settings import Settings
+from guardstream.streams.admin import high_watermark
 from guardstream.streams.codec import Codec
 from guardstream.streams.registry import Registry
 
@@ -39,8 +40,7 @@ def end_offsets(settings: Settings) -> dict[tuple[str, int], int]:
             topic = settings.topic(short)
             md = consumer.list_topics(topic, timeout=10).topics[topic]
             for p in md.partitions:
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                out[(topic, p)] = high
+                out[(topic, p)] = high_watermark(consumer, topic, p)
         return out
     finally:
         consumer.close()

@@ -9,6 +9,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from guardstream.errors import GuardstreamError
 from guardstream.settings import Settings
+from guardstream.streams.admin import high_watermark
 from guardstream.streams.codec import Codec
 from guardstream.streams.registry import Registry
 from guardstream.tenants import TenantConfig, load_tenants_file, load_tiers
@@ -56,8 +57,7 @@ def read_all(settings: Settings) -> dict[str, TenantConfig]:
         md = consumer.list_topics(topic, timeout=10).topics[topic]
         ends = {}
         for p in md.partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            ends[p] = high
+            ends[p] = high_watermark(consumer, topic, p)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends if ends[p]])
         out: dict[str, TenantConfig] = {}
         done = {p for p, high in ends.items() if high == 0}

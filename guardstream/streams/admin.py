@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -49,3 +52,36 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
                     "check the broker log (`guardstream stack logs kafka`)",
                 ) from exc
     return created
+
+
+# Answers a partition gives while its leader is being (re-)established; librdkafka does not
+# always flag them retriable on the watermark call.
+_LEADERSHIP_SETTLING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+
+
+def high_watermark(consumer: Consumer, topic: str, partition: int, timeout_s: float = 30.0) -> int:
+    """A partition's end offset, waiting out a broker that is still taking leadership.
+
+    Right after a broker (re)starts with existing data, a partition can answer
+    NOT_LEADER_FOR_PARTITION for a few seconds; that, its kin and every retriable error are
+    retried until `timeout_s`, then raised.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=max(1.0, deadline - time.monotonic())
+            )
+            return int(high)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            settling = isinstance(error, KafkaError) and (
+                error.retriable() or error.code() in _LEADERSHIP_SETTLING
+            )
+            if not settling or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)

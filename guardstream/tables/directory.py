@@ -20,6 +20,7 @@ from collections.abc import Callable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from guardstream.settings import Settings
+from guardstream.streams.admin import high_watermark
 from guardstream.tenants import TenantConfig
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,7 @@ class TenantDirectory:
         )  # fmt: skip
         try:
             partitions = list(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
-            ends = {
-                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-                for p in partitions
-            }
+            ends = {p: high_watermark(consumer, topic, p) for p in partitions}
             consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
             behind = {p for p, end in ends.items() if end > 0}
             if not behind:

@@ -60,3 +60,24 @@ def test_incomplete_cache_is_not_trusted(tmp_path: Path) -> None:
     assert fetch._manifest_ok(home)
     jar.write_bytes(b"123")  # truncated after the manifest was written
     assert not fetch._manifest_ok(home)
+
+
+def test_end_offsets_wait_out_a_broker_still_taking_leadership() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from guardstream.streams.admin import high_watermark
+
+    class Restarting:
+        """Answers like a broker that has just restarted: twice NOT_LEADER, then the offset."""
+
+        calls = 0
+
+        def get_watermark_offsets(self, tp: object, timeout: float) -> tuple[int, int]:
+            self.calls += 1
+            if self.calls <= 2:
+                raise KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+            return 0, 42
+
+    consumer = Restarting()
+    assert high_watermark(consumer, "t", 0, timeout_s=10) == 42  # type: ignore[arg-type]
+    assert consumer.calls == 3
