@@ -25,26 +25,24 @@ class CheckResult:
 def register_all(settings: Settings, registry: Registry) -> dict[str, int]:
     """Set the compatibility rule and register each topic's schema; subject → id."""
     registry.set_compatibility(settings.schema_compatibility)
-    local = schemas.load_all(settings.schema_dir)
     out: dict[str, int] = {}
     for topic in TOPICS:
         if topic.schema is None:
             continue
         subject = subject_for(settings, topic.name)
-        text = json.dumps(local[topic.schema], separators=(",", ":"))
+        text = schemas.schema_text(topic.schema, settings.schema_dir)
         out[subject] = registry.register(subject, text)
     return out
 
 
 def check_all(settings: Settings, registry: Registry) -> list[CheckResult]:
     """Ask the registry about each local schema against what it holds, naming bad fields."""
-    local = schemas.load_all(settings.schema_dir)
     results = []
     for topic in TOPICS:
         if topic.schema is None:
             continue
         subject = subject_for(settings, topic.name)
-        text = json.dumps(local[topic.schema], separators=(",", ":"))
+        text = schemas.schema_text(topic.schema, settings.schema_dir)
         verdict = registry.check(subject, text)
         problems: tuple[str, ...] = verdict.messages
         if not verdict.compatible:

@@ -103,6 +103,17 @@ def reader_schema(stem: str) -> Any:
     return fastavro.parse_schema(load_all()[stem])
 
 
-def schema_text(stem: str) -> str:
-    """The self-contained schema text registered for a file in `schemas/`."""
-    return json.dumps(load_all()[stem], separators=(",", ":"))
+def schema_text(stem: str, directory: Path = SCHEMA_DIR) -> str:
+    """The schema text registered for a file in `schemas/`.
+
+    A self-contained file is registered as written (surrounding white space stripped): that
+    is exactly what a stock client sends (confluent-kafka's `AvroSerializer` given
+    `open(path).read()`), and the registry finds a schema by its text unless asked to
+    normalise, so any other spelling would make the client's lookup fail with 40403. A file
+    that names types from other files is registered inlined, in compact JSON.
+    """
+    raw = (directory / f"{stem}.avsc").read_text()
+    inlined = load_all(directory)[stem]
+    if json.loads(raw) == inlined:
+        return raw.strip()
+    return json.dumps(inlined, separators=(",", ":"))
