@@ -22,7 +22,14 @@ from guardstream.decisions import (
     Ingress,
 )
 from guardstream.payload import PayloadProblem, validate_request, validate_usage
-from guardstream.preprocess import DEFAULT_POLICY, Policy, apply_policy, estimate_prompt_tokens
+from guardstream.preprocess import (
+    DEFAULT_POLICY,
+    Deadline,
+    OverBudget,
+    Policy,
+    apply_policy,
+    estimate_prompt_tokens,
+)
 from guardstream.reasons import Reason
 from guardstream.streams.avro import FramingError
 from guardstream.streams.cloudevents import (
@@ -115,6 +122,7 @@ class Judge:
     catalog: Catalog
     max_record_bytes: int
     policy_for: PolicyLookup = lambda _tenant: DEFAULT_POLICY
+    record_budget_ms: int = 2000
 
     def judge(self, rec: RawRecord) -> Outcome:
         """The outcome for one ingress record (its writer schema must already be cached).
@@ -122,6 +130,7 @@ class Judge:
         Raises registry.RegistryUnavailable only: that is nobody's fault in the record, so
         the caller retries rather than rejecting.
         """
+        deadline = Deadline.after(self.record_budget_ms)
         is_usage = rec.ingress.topic.endswith(".usage")
         ce_type = USAGE_TYPE if is_usage else REQUEST_TYPE
         try:
@@ -141,7 +150,12 @@ class Judge:
                 raise data
             if is_usage:
                 return self._usage(rec, who, data)
-            return self._request(rec, who, data)
+            return self._request(rec, who, data, deadline)
+        except OverBudget as exc:
+            detail = (f"cleaning this request took over the per-record budget of "
+                      f"{exc.budget_ms} ms (at {exc.step}); send a shorter prompt")  # fmt: skip
+            why = [decisions.reason(Reason.PROCESSING_BUDGET_EXCEEDED, detail, "messages")]
+            return self._reject(rec, who, why, _tenant_of(data))
         except Refused as exc:
             return self._reject(rec, who, exc.reasons, exc.tenant_id)
 
@@ -195,7 +209,9 @@ class Judge:
 
     # --- deciding -----------------------------------------------------------------------
 
-    def _request(self, rec: RawRecord, who: Identity, data: dict[str, Any]) -> Outcome:
+    def _request(
+        self, rec: RawRecord, who: Identity, data: dict[str, Any], deadline: Deadline
+    ) -> Outcome:
         request = _payload(validate_request, data)
         tenant = request.tenant_id
         spec = self.catalog.get(request.model)
@@ -209,7 +225,7 @@ class Judge:
                               f"max_tokens {request.max_tokens} exceeds {request.model}'s "
                               f"limit of {limit}", "max_tokens", tenant)  # fmt: skip
         messages = [(m.role, m.content) for m in request.messages]
-        cleaned = apply_policy(messages, self.policy_for(tenant), salt=tenant)
+        cleaned = apply_policy(messages, self.policy_for(tenant), salt=tenant, deadline=deadline)
         if cleaned.blocked is not None:
             raise Refused.one(Reason(cleaned.blocked), cleaned.blocked_detail or "", None, tenant)
         prompt_tokens = estimate_prompt_tokens(cleaned.messages, spec.family)
@@ -310,9 +326,13 @@ def _payload(validate: Callable[[Any], _P], data: dict[str, Any]) -> _P:
         return validate(data)
     except PayloadProblem as exc:
         why = [decisions.reason(Reason.PAYLOAD_INVALID, f"{f}: {m}", f) for f, m in exc.problems]
-        tenant = data.get("tenant_id")
-        named = tenant if isinstance(tenant, str) and len(tenant) <= 64 else None
-        raise Refused(why, named) from None
+        raise Refused(why, _tenant_of(data)) from None
+
+
+def _tenant_of(data: Any) -> str | None:
+    """The tenant id a refused payload names, when it is a plausible one to key by."""
+    tenant = data.get("tenant_id") if isinstance(data, dict) else None
+    return tenant if isinstance(tenant, str) and len(tenant) <= 64 else None
 
 
 def dead_letter(codec: Codec, rec: RawRecord, code: Reason, detail: str, stage: str) -> Outcome:

@@ -18,6 +18,8 @@ from guardstream.settings import Settings
 from guardstream.streams.codec import Codec
 from guardstream.streams.registry import Registry, RegistryGate
 from guardstream.tables.definitions import Tables, define_tables
+from guardstream.tenant_page import register_tenant_page
+from guardstream.tenants import load_tiers
 
 
 @dataclass
@@ -43,6 +45,10 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         datadir=str(settings.state_dir),
         web_port=settings.worker_web_port,
         web_bind=settings.host,
+        # The URL other workers forward table-routed requests to (`/tenants/{id}/state`).
+        # Faust's default host is the machine's hostname, which may resolve to an address the
+        # web server is not bound to (127.0.1.1 on Debian): advertise what we bind to.
+        web_host=settings.worker_advertised_host,
         topic_partitions=settings.default_partitions,
         key_serializer="raw",
         value_serializer="raw",
@@ -72,7 +78,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         settings=settings,
         codec=codec,
         registry_gate=RegistryGate(registry),
-        judge=Judge(codec, catalog, settings.max_record_bytes, policy_for),
+        judge=Judge(
+            codec, catalog, settings.max_record_bytes, policy_for, settings.record_budget_ms
+        ),
         catalog=catalog,
         tables=tables,
     )
@@ -83,4 +91,5 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     meter.register(app, ctx)
     register_health(app)
     register_diagnostics(app)
+    register_tenant_page(app, tables, load_tiers(settings.tiers_file))
     return app, ctx

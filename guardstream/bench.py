@@ -1,12 +1,16 @@
-"""`guardstream bench ingest`: the pure ingest path, measured per request on one core.
+"""`guardstream bench ingest | worst | pipeline`: what the ingest path and the pipeline cost.
 
-Decode (Confluent-framed Avro, binary-mode CloudEvents headers) → validate → preprocess
-(hygiene, PII, injection, token estimate) → encode the metering record. No broker and no
-registry: schemas are cached up front under fixed ids, exactly as a warm worker has them.
+`ingest` and `worst` time the pure ingest path on one core (typical prompts; adversarial
+text at growing sizes); `pipeline` runs the whole pipeline through a real broker.
+
+The ingest path: decode (Confluent-framed Avro, binary-mode CloudEvents headers) → validate →
+preprocess (hygiene, PII, injection, token estimate) → encode the metering record. No broker
+and no registry: schemas are cached up front under fixed ids, as a warm worker has them.
 """
 
 from __future__ import annotations
 
+import gc
 import random
 import statistics
 import time
@@ -17,6 +21,8 @@ from typing import Any
 from guardstream.admission import Judge, RawRecord
 from guardstream.catalog import cached_catalog
 from guardstream.decisions import REQUEST_TYPE, Ingress
+from guardstream.hostile_text import FAMILIES, fill
+from guardstream.preprocess import DEFAULT_POLICY, Policy
 from guardstream.settings import Settings
 from guardstream.streams.avro import encode
 from guardstream.streams.codec import Codec
@@ -68,47 +74,68 @@ def prompt(rnd: random.Random, size: int, pii: bool) -> str:
     return " ".join(words)[: size + 80]
 
 
+def request_record(
+    i: int, messages: list[dict[str, str]], rnd: random.Random | None = None
+) -> RawRecord:
+    """A binary-mode request record (Confluent-framed Avro under schema id 1) at offset `i`."""
+    rnd = rnd or random.Random(i)
+    data = {
+        "tenant_id": f"tenant-{i % 50}",
+        "model": "gpt-4o-mini",
+        "messages": messages,
+        "max_tokens": 256,
+        "temperature": 0.2,
+        "top_p": None,
+        "stop": None,
+        "idempotency_key": None,
+        "metadata": {"team": "bench"},
+    }
+    headers: list[tuple[str, bytes | None]] = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", str(uuid.UUID(int=rnd.getrandbits(128))).encode()),
+        ("ce_source", b"/bench"),
+        ("ce_type", REQUEST_TYPE.encode()),
+        ("content-type", b"application/avro"),
+    ]
+    ingress = Ingress("guardstream.requests", 0, i, 1_790_000_000_000 + i)
+    return RawRecord(ingress, None, encode(1, reader_schema("request"), data), headers)
+
+
 def make_records(n: int, pii_ratio: float, seed: int = 1) -> list[RawRecord]:
     """`n` binary-mode request records with ~1 KB prompts."""
     rnd = random.Random(seed)
-    schema = reader_schema("request")
-    out = []
-    for i in range(n):
-        data = {
-            "tenant_id": f"tenant-{i % 50}",
-            "model": "gpt-4o-mini",
-            "messages": [
+    return [
+        request_record(
+            i,
+            [
                 {"role": "system", "content": "You are a concise assistant."},
                 {"role": "user", "content": prompt(rnd, 1000, rnd.random() < pii_ratio)},
             ],
-            "max_tokens": 256,
-            "temperature": 0.2,
-            "top_p": None,
-            "stop": None,
-            "idempotency_key": None,
-            "metadata": {"team": "bench"},
-        }
-        headers: list[tuple[str, bytes | None]] = [
-            ("ce_specversion", b"1.0"),
-            ("ce_id", str(uuid.UUID(int=rnd.getrandbits(128))).encode()),
-            ("ce_source", b"/bench"),
-            ("ce_type", REQUEST_TYPE.encode()),
-            ("content-type", b"application/avro"),
-        ]
-        out.append(
-            RawRecord(Ingress("guardstream.requests", 0, i, 1_790_000_000_000 + i), None,
-                      encode(1, schema, data), headers)
-        )  # fmt: skip
-    return out
+            rnd,
+        )
+        for i in range(n)
+    ]
 
 
-def bench_ingest(settings: Settings, n: int, pii_ratio: float = 0.2) -> BenchResult:
-    """Time `Judge.judge` on `n` generated records, one at a time."""
+def offline_judge(
+    settings: Settings, policy: Policy = DEFAULT_POLICY, record_budget_ms: int | None = None
+) -> tuple[Judge, Registry]:
+    """An ingest judge with its schemas cached under fixed ids: no broker, no registry."""
     registry = Registry(settings)
     registry.remember(1, reader_schema("request"))
     codec = Codec(settings, registry)
     codec.use_output_ids({t.name: 100 + i for i, t in enumerate(TOPICS) if t.schema})
-    judge = Judge(codec, cached_catalog(settings.model_catalog), settings.max_record_bytes)
+    budget = settings.record_budget_ms if record_budget_ms is None else record_budget_ms
+    judge = Judge(
+        codec, cached_catalog(settings.model_catalog), settings.max_record_bytes,
+        lambda _tenant: policy, budget,
+    )  # fmt: skip
+    return judge, registry
+
+
+def bench_ingest(settings: Settings, n: int, pii_ratio: float = 0.2) -> BenchResult:
+    """Time `Judge.judge` on `n` generated records, one at a time."""
+    judge, registry = offline_judge(settings)
     records = make_records(n, pii_ratio)
     for rec in records[: min(200, n)]:  # warm caches (regexes, schemas) before timing
         judge.judge(rec)
@@ -125,6 +152,50 @@ def bench_ingest(settings: Settings, n: int, pii_ratio: float = 0.2) -> BenchRes
     registry.close()
     q = statistics.quantiles(timings, n=100)
     return BenchResult(n, total, n / total, q[49] * 1e6, q[98] * 1e6, forwarded)
+
+
+# Everything redacted rather than blocked and HTML stripped, so every step runs in full.
+WORST_POLICY = Policy(secret="redact", strip_html=True, injection_action="allow")
+
+
+@dataclass(frozen=True)
+class WorstCase:
+    """Time per KB of the ingest judge on one adversarial family at one size."""
+
+    family: str
+    chars: int
+    kb: float
+    ms: float
+    us_per_kb: float
+    code: str
+
+
+def time_family(judge: Judge, unit: str, chars: int, repeats: int = 3) -> tuple[float, str]:
+    """Fastest of `repeats` judge runs on one message of `unit` repeated; (seconds, code)."""
+    rec = request_record(chars, [{"role": "user", "content": fill(unit, chars)}])
+    best, code = float("inf"), ""
+    for _ in range(repeats):
+        gc.collect()  # a collection owed by earlier work would be billed to this run
+        t0 = time.perf_counter()
+        code = judge.judge(rec).code
+        best = min(best, time.perf_counter() - t0)
+    return best, code
+
+
+def bench_worst(
+    settings: Settings, sizes: tuple[int, ...] = (8_192, 32_768, 131_072)
+) -> list[WorstCase]:
+    """Each adversarial family through the whole ingest judge at each size (no budget)."""
+    judge, registry = offline_judge(settings, WORST_POLICY, record_budget_ms=10**9)
+    time_family(judge, "warm up ", 1024)
+    out = []
+    for family, unit in FAMILIES.items():
+        for chars in sizes:
+            seconds, code = time_family(judge, unit, chars)
+            kb = len(fill(unit, chars).encode()) / 1024
+            out.append(WorstCase(family, chars, kb, seconds * 1e3, seconds * 1e6 / kb, code))
+    registry.close()
+    return out
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,6 +15,9 @@ from rich.table import Table
 from guardstream import lag_cli
 from guardstream.errors import GuardstreamError
 from guardstream.settings import get_settings
+
+if TYPE_CHECKING:
+    from guardstream.tenants import Limits
 
 app = typer.Typer(
     help="guardstream: guardrails and metering for LLM requests, on Kafka.",
@@ -157,24 +161,57 @@ def tenants_apply(file: Annotated[Path, typer.Argument(help="YAML file with `ten
 @tenants_app.command("show")
 def tenants_show(
     tenant: Annotated[str | None, typer.Argument(help="one tenant id (default: all)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
-    """Print the configuration in force: each tenant's own values and its tier's defaults."""
+    """Print the configuration in force; for one tenant, also its live spend and buckets.
+
+    The live part comes from a worker (GUARDSTREAM_WORKER_URL); when none answers, the
+    configuration is still printed and one line says why the live part is missing.
+    """
     from guardstream import tenant_ops
     from guardstream.tenants import limits_for, load_tiers
 
     settings = get_settings()
     tiers = load_tiers(settings.tiers_file)
     configs = tenant_ops.read_all(settings)
-    ids = [tenant] if tenant else sorted(configs)
+    if tenant is None:
+        every = {tid: limits_for(tid, configs.get(tid), tiers) for tid in sorted(configs)}
+        if json_out:
+            typer.echo(json.dumps({"tenants": {tid: tenant_ops.limits_json(lim)
+                                               for tid, lim in every.items() if lim}}))  # fmt: skip
+        else:
+            console.print(_limits_table(every))
+        return
+    limits = limits_for(tenant, configs.get(tenant), tiers)
+    live = tenant_ops.fetch_live(settings, tenant)
+    # A tenant removed from the configuration may still hold state a worker reports.
+    if limits is None and live.view is None:
+        raise GuardstreamError(
+            f"tenant '{tenant}' is not configured (unknown tenants are rejected)",
+            "add it to a tenants file and run `guardstream tenants apply FILE`",
+        )
+    if json_out:
+        typer.echo(json.dumps({
+            "tenant_id": tenant,
+            "config": tenant_ops.limits_json(limits) if limits else None,
+            "live": live.view, "live_error": live.problem,
+            "worker_url": settings.worker_base_url}))  # fmt: skip
+    else:
+        if limits is not None:
+            console.print(_limits_table({tenant: limits}))
+        if live.view is not None:
+            _print_live(live.view)
+    if live.problem:
+        err.print(f"[yellow]live state unavailable:[/] {live.problem}", highlight=False,
+                  soft_wrap=True)  # fmt: skip
+
+
+def _limits_table(every: dict[str, Limits | None]) -> Table:
     table = Table("tenant", "tier", "req/min", "tok/min", "burst", "daily µ$", "monthly µ$",
                   "policy")  # fmt: skip
-    for tid in ids:
-        limits = limits_for(tid, configs.get(tid), tiers)
+    for tid, limits in every.items():
         if limits is None:
-            raise GuardstreamError(
-                f"tenant '{tid}' is not configured (unknown tenants are rejected)",
-                "add it to a tenants file and run `guardstream tenants apply FILE`",
-            )
+            continue
         table.add_row(
             tid, limits.tier + ("" if limits.configured else " (default)"),
             str(limits.requests_per_minute), str(limits.tokens_per_minute),
@@ -182,7 +219,36 @@ def tenants_show(
             str(limits.daily_budget_micros), str(limits.monthly_budget_micros),
             ", ".join(f"{k}={v}" for k, v in sorted(limits.policy.items())) or "default",
         )  # fmt: skip
-    console.print(table)
+    return table
+
+
+def _micros(value: int | None) -> str:
+    return "unlimited" if value is None else f"{value:,}"
+
+
+def _print_live(view: dict[str, Any]) -> None:
+    as_of = view["as_of"]
+    console.print(
+        f"live state of [bold]{view['tenant_id']}[/] at {as_of['now']} "
+        f"(last metered {as_of['last_metered'] or 'never'}; answered by {view['answered_by']})",
+        highlight=False,
+    )
+    budget = Table("budget", "period", "limit µ$", "charged µ$", "reserved µ$", "remaining µ$",
+                   "alerts crossed")  # fmt: skip
+    for name in ("daily", "monthly"):
+        p = view["budget"][name]
+        budget.add_row(
+            name, p["period"], _micros(p["limit_micros"]), _micros(p["charged_micros"]),
+            _micros(p["reserved_micros"]), _micros(p["remaining_micros"]),
+            ", ".join(f"{pct}%" for pct in p["alerts_crossed_pct"]) or "-",
+        )  # fmt: skip
+    console.print(budget)
+    rate = Table("bucket", "level now", "capacity", "refill / min")
+    for name in ("requests", "tokens"):
+        b = view["rate"][name]
+        rate.add_row(name, *(("-" if b[k] is None else f"{b[k]:,}")
+                             for k in ("level", "capacity", "per_minute")))  # fmt: skip
+    console.print(rate)
 
 
 @app.command()
@@ -262,6 +328,31 @@ def bench_ingest_cmd(
         f"ingest (pure path, 1 process): {r.requests} requests in {r.seconds:.2f} s = "
         f"[bold]{r.per_second:,.0f} req/s[/] · p50 {r.p50_us:.0f} µs · p99 {r.p99_us:.0f} µs "
         f"· forwarded {r.forwarded}"
+    )
+
+
+@bench_app.command("worst")
+def bench_worst_cmd(
+    largest: Annotated[int, typer.Option(help="largest prompt, in characters")] = 131_072,
+) -> None:
+    """Time per KB of the ingest path on adversarial text at growing sizes (flat = linear)."""
+    from guardstream.bench import bench_worst
+
+    sizes = (largest // 16, largest // 4, largest)
+    table = Table("family", *(f"{n:,} chars µs/KB" for n in sizes), "growth", "outcome")
+    with console.status("timing adversarial families…"):
+        rows = bench_worst(get_settings(), sizes)
+    worst = max(rows, key=lambda r: r.us_per_kb)
+    for i in range(0, len(rows), len(sizes)):
+        group = rows[i : i + len(sizes)]
+        growth = group[-1].us_per_kb / group[0].us_per_kb
+        table.add_row(group[0].family, *(f"{r.us_per_kb:,.0f}" for r in group),
+                      f"{growth:.1f}x", group[-1].code)  # fmt: skip
+    console.print(table)
+    console.print(
+        f"worst: {worst.us_per_kb:,.0f} µs/KB ({worst.family}, {worst.chars:,} chars, "
+        f"{worst.ms:,.0f} ms for the record); growth = µs/KB at the largest size over the "
+        "smallest (1x is linear, 16x quadratic)"
     )
 
 

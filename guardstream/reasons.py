@@ -42,6 +42,7 @@ class Reason(StrEnum):
     # --- guardrails -----------------------------------------------------------------------
     PII_BLOCKED = "PII_BLOCKED"
     INJECTION_BLOCKED = "INJECTION_BLOCKED"
+    PROCESSING_BUDGET_EXCEEDED = "PROCESSING_BUDGET_EXCEEDED"
     # --- metering -------------------------------------------------------------------------
     UNKNOWN_TENANT = "UNKNOWN_TENANT"
     DUPLICATE = "DUPLICATE"
@@ -71,6 +72,12 @@ DESCRIPTIONS: dict[Reason, tuple[Route, str]] = {
         Route.DEADLETTER,
         "A structured-mode value does not parse as `application/cloudevents+json` or `+avro`.",
     ),
+    Reason.PROCESSING_BUDGET_EXCEEDED: (
+        Route.REJECTED,
+        "Cleaning the request took longer than the per-record budget "
+        "(`GUARDSTREAM_RECORD_BUDGET_MS`); the detail names the step. Refused rather than "
+        "left to stall the partition; send a shorter prompt.",
+    ),
     Reason.INTERNAL_ERROR: (
         Route.DEADLETTER,
         "guardstream failed on this record (a bug, logged with the record's coordinates); the "
@@ -83,7 +90,9 @@ DESCRIPTIONS: dict[Reason, tuple[Route, str]] = {
     ),
     Reason.CE_ATTRIBUTE_INVALID: (
         Route.REJECTED,
-        "An attribute is malformed: empty id, source not a URI-reference, time not RFC 3339.",
+        "An attribute is malformed: empty id, source not a URI-reference, time not RFC 3339, "
+        "or a control character or noncharacter in any attribute (in `id` or `source`: "
+        "nobody to answer, deadletter).",
     ),
     Reason.CE_SPECVERSION_UNSUPPORTED: (
         Route.REJECTED,
@@ -132,8 +141,9 @@ DESCRIPTIONS: dict[Reason, tuple[Route, str]] = {
     ),
     Reason.DUPLICATE: (
         Route.REJECTED,
-        "The same CloudEvents source + id, or idempotency key, was already admitted within the "
-        "dedup window; `duplicate_of` names the first decision. Not charged again.",
+        "The same CloudEvents source + id, or idempotency key, was already admitted for the "
+        "same tenant within the dedup window; `duplicate_of` names the first decision. Not "
+        "charged again.",
     ),
     Reason.RATE_LIMITED: (
         Route.REJECTED,

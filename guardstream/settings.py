@@ -6,6 +6,7 @@ object is the only place defaults live, so the stack, the workers, the CLI and t
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -14,6 +15,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Bind addresses that mean "every interface": nobody can connect to them by that name.
+_WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
 
 class Settings(BaseSettings):
@@ -58,6 +61,11 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("guardstream", description="Common prefix of every topic")
     app_id: str = Field("guardstream", description="Faust app id (consumer group, changelogs)")
     worker_web_port: int = Field(6066, description="Worker HTTP port (/metrics, health)")
+    worker_url: str | None = Field(
+        None,
+        description="Worker HTTP base URL the CLI asks for live state (`tenants show`); "
+        "defaults to http://host:worker_web_port",
+    )
     worker_state_dir: Path | None = Field(
         None, description="RocksDB table directory; defaults to data_dir/worker-<port>"
     )
@@ -79,6 +87,11 @@ class Settings(BaseSettings):
     )
     max_record_bytes: int = Field(
         1024 * 1024, ge=1024, description="Ingress values above this are rejected undecoded"
+    )
+    record_budget_ms: int = Field(
+        2000,
+        ge=50,
+        description="Time the ingest stage may spend on one record before refusing it",
     )
     registry_timeout_s: float = Field(5.0, description="Per-request registry timeout")
 
@@ -108,6 +121,22 @@ class Settings(BaseSettings):
     def registry_api(self) -> str:
         """Base URL of the registry's Confluent-compatible API."""
         return self.registry_url or f"http://{self.host}:{self.registry_port}/apis/ccompat/v7"
+
+    @property
+    def worker_advertised_host(self) -> str:
+        """The host in this worker's canonical URL (where other workers forward requests).
+
+        The bind address itself, unless it is a wildcard: then the machine's hostname.
+        """
+        return socket.gethostname() if self.host in _WILDCARDS else self.host
+
+    @property
+    def worker_base_url(self) -> str:
+        """Base URL of the worker the CLI asks (any worker: it forwards to the owner)."""
+        if self.worker_url:
+            return self.worker_url.rstrip("/")
+        host = "127.0.0.1" if self.host in _WILDCARDS else self.host
+        return f"http://{host}:{self.worker_web_port}"
 
     @property
     def state_dir(self) -> Path:

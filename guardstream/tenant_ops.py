@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from guardstream.errors import GuardstreamError
@@ -12,7 +15,8 @@ from guardstream.settings import Settings
 from guardstream.streams.admin import high_watermark
 from guardstream.streams.codec import Codec
 from guardstream.streams.registry import Registry
-from guardstream.tenants import TenantConfig, load_tenants_file, load_tiers
+from guardstream.tenant_view import TENANT_STATE_PATH
+from guardstream.tenants import Limits, TenantConfig, load_tenants_file, load_tiers
 
 
 def apply(settings: Settings, path: Path) -> list[str]:
@@ -78,3 +82,52 @@ def read_all(settings: Settings) -> dict[str, TenantConfig]:
     finally:
         consumer.close()
         registry.close()
+
+
+@dataclass(frozen=True)
+class Live:
+    """What a worker said about a tenant: the view, or why there is none."""
+
+    view: dict[str, Any] | None
+    status: int | None  # HTTP status; None when no worker answered at all
+    problem: str | None  # one line naming the cause and the fix, when view is None
+
+
+def fetch_live(settings: Settings, tenant_id: str, timeout_s: float = 10.0) -> Live:
+    """Ask a worker (any: it forwards to the tenant's owner) for the tenant's live state."""
+    base = settings.worker_base_url
+    url = base + TENANT_STATE_PATH.format(tenant_id=tenant_id)
+    try:
+        resp = httpx.get(url, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        kind = "no worker" if isinstance(exc, httpx.ConnectError) else "no answer from a worker"
+        fix = "start one with `guardstream worker` (or set GUARDSTREAM_WORKER_URL to one)"
+        return Live(None, None, f"{kind} at {base}: {fix}")
+    try:
+        body: dict[str, Any] = resp.json()
+    except ValueError:
+        return Live(None, resp.status_code, f"{base} answered HTTP {resp.status_code} without "
+                    "JSON: is GUARDSTREAM_WORKER_URL a guardstream worker?")  # fmt: skip
+    if resp.status_code == 200:
+        return Live(body, 200, None)
+    if resp.status_code == 503:
+        reasons = ", ".join(body.get("reasons") or []) or "unavailable"
+        return Live(None, 503, f"the worker at {base} cannot answer yet ({reasons}): "
+                               "try again in a few seconds")  # fmt: skip
+    return Live(None, resp.status_code, f"{base}: {body.get('error', resp.reason_phrase)}")
+
+
+def limits_json(limits: Limits) -> dict[str, Any]:
+    """The configured limits of `tenants show --json`."""
+    return {
+        "tier": limits.tier,
+        "configured": limits.configured,
+        "requests_per_minute": limits.requests_per_minute,
+        "tokens_per_minute": limits.tokens_per_minute,
+        "burst_requests": limits.burst_requests,
+        "burst_tokens": limits.burst_tokens,
+        "daily_budget_micros": limits.daily_budget_micros,
+        "monthly_budget_micros": limits.monthly_budget_micros,
+        "cost_multiplier_bp": limits.cost_multiplier_bp,
+        "policy": dict(sorted(limits.policy.items())),
+    }

@@ -31,11 +31,26 @@ from guardstream.metrics import (
     record_outcome,
 )
 from guardstream.reasons import Reason
+from guardstream.streams.codec import Codec
 from guardstream.tenants import load_tiers
 
 STAGE = "meter"
 SOURCE = "/guardstream/meter"
 log = logging.getLogger(__name__)
+
+
+def step_outcomes(
+    codec: Codec, step: metering.Step, record: dict[str, Any], key: bytes | None
+) -> list[Outcome]:
+    """What one metering step sends: its audit events, then its decision (if any)."""
+    tenant = record["tenant_id"]
+    outs = [
+        Outcome("audit", key, codec.encode("audit", a), [], a["kind"], tenant) for a in step.audits
+    ]
+    if step.decision is not None:
+        d = step.decision
+        outs.append(decision_outcome(codec, d, d["request_id"], record["traceparent"], key, SOURCE))
+    return outs
 
 
 def register(app: faust.App, ctx: Context) -> None:
@@ -81,15 +96,7 @@ def register(app: faust.App, ctx: Context) -> None:
             for audit in step.audits:
                 record_money(audit, step.tier, limits)
             held[tenant] = (step.tier, step.state.held_micros())
-        outs = [
-            Outcome("audit", msg.key, codec.encode("audit", a), [], a["kind"], tenant)
-            for a in step.audits
-        ]
-        if step.decision is not None:
-            d = step.decision
-            outs.append(
-                decision_outcome(codec, d, d["request_id"], record["traceparent"], msg.key, SOURCE)
-            )
+        outs = step_outcomes(codec, step, record, msg.key)
         # Per-request entries first, tenant state (with its last offset) last, into the one
         # table whose changelog keeps their order: a crash loses a suffix, so a state that
         # made it means its entries did, and a record the state lacks is applied again.

@@ -1,6 +1,7 @@
 """Preprocessing guardrails: text hygiene, PII and secret detection, prompt-injection
 heuristics, token estimates and per-tenant policy. Pure functions: no Kafka, no Faust."""
 
+from guardstream.preprocess.budget import NO_DEADLINE, Deadline, OverBudget
 from guardstream.preprocess.hygiene import normalize_text
 from guardstream.preprocess.injection import InjectionResult, score_injection
 from guardstream.preprocess.pii import Finding, scan_pii
@@ -16,8 +17,11 @@ from guardstream.preprocess.tokens import estimate_prompt_tokens, register_estim
 
 __all__ = [
     "DEFAULT_POLICY",
+    "NO_DEADLINE",
+    "Deadline",
     "Finding",
     "InjectionResult",
+    "OverBudget",
     "Policy",
     "PolicyError",
     "PreprocessResult",

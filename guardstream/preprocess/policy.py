@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from guardstream.preprocess.budget import NO_DEADLINE, Deadline
 from guardstream.preprocess.hygiene import normalize_text
 from guardstream.preprocess.injection import score_injection
 from guardstream.preprocess.pii import Finding, scan_pii
@@ -105,11 +106,24 @@ def _replace(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
 
 
 def apply_policy(
-    messages: Sequence[tuple[str, str]], policy: Policy, *, salt: str = ""
+    messages: Sequence[tuple[str, str]],
+    policy: Policy,
+    *,
+    salt: str = "",
+    deadline: Deadline = NO_DEADLINE,
 ) -> PreprocessResult:
-    """Normalise, detect, then redact / hash / block per the policy."""
-    cleaned = [(role, normalize_text(c, strip_html=policy.strip_html)) for role, c in messages]
-    per_message = [scan_pii(c, region=policy.phone_region) for _r, c in cleaned]
+    """Normalise, detect, then redact / hash / block per the policy.
+
+    Raises budget.OverBudget when `deadline` passes between two steps.
+    """
+    cleaned: list[tuple[str, str]] = []
+    for i, (role, content) in enumerate(messages):
+        cleaned.append((role, normalize_text(content, strip_html=policy.strip_html)))
+        deadline.check(f"normalising messages[{i}]")
+    per_message: list[list[Finding]] = []
+    for i, (_role, content) in enumerate(cleaned):
+        per_message.append(scan_pii(content, region=policy.phone_region))
+        deadline.check(f"scanning messages[{i}] for PII")
     findings: Counter[str] = Counter()
     spans: list[list[tuple[int, int, str]]] = [[] for _ in cleaned]
     names = _Placeholders(salt)
@@ -149,6 +163,7 @@ def apply_policy(
                 spans[i + 1].append((0, f.end - cut, ""))
 
     injection = score_injection("\n".join(c for _r, c in cleaned))
+    deadline.check("scoring prompt injection")
     if policy.injection_action == "block" and injection.score >= policy.injection_threshold:
         families = ", ".join(injection.families)
         why = (f"prompt-injection score {injection.score} reaches the tenant's threshold "

@@ -7,6 +7,7 @@ import struct
 from typing import Any
 
 import fastavro
+from fastavro.read import SchemaResolutionError
 
 MAGIC = 0
 HEADER = struct.Struct(">bI")
@@ -48,9 +49,18 @@ def decode_body(body: memoryview | bytes, writer: Any, reader: Any) -> Any:
     buf = io.BytesIO(body)
     try:
         record = fastavro.schemaless_reader(buf, writer, reader)
+    except SchemaResolutionError:
+        # fastavro's message is a repr of both parsed schemas, whose internal dicts print in
+        # a per-process order: the dead letter must read the same from every worker.
+        raise FramingError(
+            "AVRO_DECODE_FAILED",
+            f"the value was written with {_name(writer)}, which cannot be read as "
+            f"{_name(reader)} (a different record, or an incompatible schema change)",
+        ) from None
     except Exception as exc:  # fastavro raises many types for corrupt input
         raise FramingError(
-            "AVRO_DECODE_FAILED", f"Avro body does not decode with its writer schema: {exc}"
+            "AVRO_DECODE_FAILED",
+            f"Avro body does not decode with its writer schema: {str(exc)[:200]}",
         ) from exc
     if buf.tell() != len(body):
         raise FramingError(
@@ -58,6 +68,13 @@ def decode_body(body: memoryview | bytes, writer: Any, reader: Any) -> Any:
             f"Avro body has {len(body) - buf.tell()} trailing bytes after the record",
         )
     return record
+
+
+def _name(schema: Any) -> str:
+    """A schema's full name, or its type for an unnamed one."""
+    if isinstance(schema, dict):
+        return str(schema.get("name") or schema.get("type"))
+    return "a union" if isinstance(schema, list) else str(schema)
 
 
 def encode(schema_id: int, schema: Any, record: Any) -> bytes:

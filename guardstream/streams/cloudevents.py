@@ -34,6 +34,9 @@ _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]
 # is one, that is well-formed.
 _URI_REF = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?[^\s\x00-\x1f\x7f]+$")
 _ATTR_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+# The spec's String type excludes control characters (U+0000-U+001F, U+007F-U+009F) and
+# noncharacters; a NUL in an id would otherwise travel into every decision and log line.
+_NOT_ALLOWED = re.compile("[\x00-\x1f\x7f-\x9f\ufdd0-\ufdef\ufffe\uffff]")
 
 
 class CloudEventError(ValueError):
@@ -51,7 +54,8 @@ class CloudEventError(ValueError):
     @property
     def identified(self) -> bool:
         """Whether the event carries a usable id and source to address a decision to."""
-        return bool(self.attrs.get("id")) and _is_uri_ref(self.attrs.get("source", ""))
+        ident = self.attrs.get("id", "")
+        return _allowed(ident) and _is_uri_ref(self.attrs.get("source", ""))
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,13 @@ class CloudEventAttrs:
         return self.extensions.get("traceparent")
 
 
+def _allowed(value: str) -> bool:
+    """A non-empty CloudEvents String: no control characters or noncharacters."""
+    return bool(value) and _NOT_ALLOWED.search(value) is None
+
+
 def _is_uri_ref(value: str) -> bool:
-    return bool(value) and _URI_REF.match(value) is not None
+    return _allowed(value) and _URI_REF.match(value) is not None
 
 
 def _rfc3339(value: str) -> bool:
@@ -150,6 +159,14 @@ def check_attributes(
             raise fail(
                 Reason.CE_ATTRIBUTE_MISSING,
                 f"required CloudEvents attribute '{name}' ({prefix}{name}) is missing",
+                name,
+            )
+    for name, value in attrs.items():
+        if (bad := _NOT_ALLOWED.search(value)) is not None:
+            raise fail(
+                Reason.CE_ATTRIBUTE_INVALID,
+                f"{prefix}{name} holds U+{ord(bad.group()):04X} at index {bad.start()}: "
+                "CloudEvents strings may not contain control characters or noncharacters",
                 name,
             )
     if attrs["specversion"] != "1.0":

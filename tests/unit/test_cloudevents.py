@@ -133,3 +133,19 @@ def test_structured_avro_round_trip() -> None:
     attrs, data = read_structured(value, "application/cloudevents+avro", (REQUEST_TYPE,))
     assert attrs.id == "a-1" and attrs.extensions == {"sampled": "true"}
     assert data == b"\x00\x00\x00\x00\x01rest"
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x1b", "\x7f", "\x85", "\ufffe"])
+@pytest.mark.parametrize("name", ["type", "subject", "traceparent", "time"])
+def test_control_characters_in_any_attribute_are_invalid(char: str, name: str) -> None:
+    err = _error(_with(**{name: f"ab{char}cd".encode()}))
+    assert (err.code, err.field) == (Reason.CE_ATTRIBUTE_INVALID, f"ce_{name}")
+    assert f"U+{ord(char):04X}" in err.detail
+    assert err.identified  # id and source are fine: the client gets a rejection
+
+
+@pytest.mark.parametrize("name", ["id", "source"])
+def test_a_control_character_in_id_or_source_leaves_nobody_to_answer(name: str) -> None:
+    err = _error(_with(**{name: b"/req\x00-1"}))
+    assert err.code is Reason.CE_ATTRIBUTE_INVALID
+    assert not err.identified  # the record goes to deadletter with its original bytes
