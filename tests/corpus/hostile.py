@@ -284,6 +284,26 @@ def build(request_schema_id: int, usage_schema_id: int) -> list[Case]:
         "<script>alert(1)</script> summarise <b>this</b>"))), None, "admitted")  # fmt: skip
     add("control characters", framed(request(messages=user("hello\x00\x07\x1b[31m world"))), None,
         "admitted")  # fmt: skip
+
+    # --- found by a stock client and hostile prompts (issue 9) --------------------------------
+    add("NUL in ce_id", good, headers("c-nul\x00id"), "deadletter", "CE_ATTRIBUTE_INVALID")
+    add("ESC in ce_type", good, headers("c-esc", ce_type=b"io.guardstream\x1b.request.v1"),
+        "rejected", "CE_ATTRIBUTE_INVALID")  # fmt: skip
+    add("C1 control in ce_subject", good, headers("c-c1", ce_subject="a\u0085b".encode()),
+        "rejected", "CE_ATTRIBUTE_INVALID")  # fmt: skip
+    # A letter and 200,000 marks of mixed combining classes: normalising this took most of a
+    # minute (quadratic reordering) and made the worker miss its heartbeats.
+    marks = "\u0301\u0316\u0334\u059a\u05c4\u0327" * 33_334
+    add("letter with 200k mixed combining marks", framed(request(messages=user("a" + marks))),
+        None, "admitted")  # fmt: skip
+    add("standalone AWS secret access key", framed(request(messages=user(
+        "use wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY for the upload"))), None, "rejected",
+        "PII_BLOCKED", must_not_contain=("wJalrXUtnFEMI",))  # fmt: skip
+    add("obfuscated email", framed(request(messages=user("mail jane [at] example [dot] org"))),
+        None, "admitted", findings={"EMAIL": 1}, must_not_contain=("example [dot] org",))  # fmt: skip
+    add("twenty thousand emails", framed(request(messages=user(" ".join(
+        f"u{i}@ex{i % 7}.io" for i in range(20_000))))), None, "admitted",
+        findings={"EMAIL": 20_000}, must_not_contain=("u19999@",))  # fmt: skip
     return cases
 
 
