@@ -21,6 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from guardstream.settings import Settings
 from guardstream.streams.admin import high_watermark
+from guardstream.streams.registry import RegistryUnavailable
 from guardstream.tenants import TenantConfig
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,18 @@ class TenantDirectory:
         if value is None:
             self.configs.pop(tenant, None)  # a tombstone removes the tenant
             return
-        try:
-            self.configs[tenant] = self.decode(value)
-        except Exception:
-            log.exception("tenant config for %r does not decode; keeping the previous one", tenant)
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                self.configs[tenant] = self.decode(value)
+                return
+            except RegistryUnavailable as exc:
+                # Nobody's fault in the record: skipping it would leave the tenant unknown
+                # (every request UNKNOWN_TENANT) until the next apply. Wait for the registry.
+                log.warning("tenant config for %r waits for the registry: %s", tenant, exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception:
+                log.exception("tenant config for %r does not decode; keeping the previous one",
+                              tenant)  # fmt: skip
+                return

@@ -22,7 +22,7 @@ from guardstream.stack import services
 from guardstream.stack.process import Service
 from guardstream.streams.avro import encode
 from guardstream.streams.registry import Registry
-from guardstream.streams.schemas import load_all
+from guardstream.streams.schemas import load_all, schema_text
 from guardstream.streams.topics import subject_for
 
 from .conftest import Results, Worker
@@ -61,7 +61,7 @@ def test_a_producer_on_an_older_schema_version_still_gets_decisions(
     registry = Registry(stack)
     subject = subject_for(stack, "requests")
     old_id = registry.register(subject, json.dumps(old))
-    current_id = registry.lookup(subject, json.dumps(current, separators=(",", ":")))
+    current_id = registry.lookup(subject, schema_text("request"))
     registry.close()
     assert current_id is not None and old_id != current_id  # two registered versions
     versions = httpx.get(f"{stack.registry_api}/subjects/{subject}/versions", timeout=5).json()
@@ -106,9 +106,7 @@ def test_tenant_change_applies_to_the_next_request_without_restart(
     time.sleep(2)
     registry = Registry(stack)
     schema = load_all()["request"]
-    rid_id = registry.lookup(
-        subject_for(stack, "requests"), json.dumps(schema, separators=(",", ":"))
-    )
+    rid_id = registry.lookup(subject_for(stack, "requests"), schema_text("request"))
     registry.close()
     assert rid_id is not None
     parsed = fastavro.parse_schema(schema)
