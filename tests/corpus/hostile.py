@@ -301,9 +301,9 @@ def build(request_schema_id: int, usage_schema_id: int) -> list[Case]:
         "PII_BLOCKED", must_not_contain=("wJalrXUtnFEMI",))  # fmt: skip
     add("obfuscated email", framed(request(messages=user("mail jane [at] example [dot] org"))),
         None, "admitted", findings={"EMAIL": 1}, must_not_contain=("example [dot] org",))  # fmt: skip
-    add("twenty thousand emails", framed(request(messages=user(" ".join(
-        f"u{i}@ex{i % 7}.io" for i in range(20_000))))), None, "admitted",
-        findings={"EMAIL": 20_000}, must_not_contain=("u19999@",))  # fmt: skip
+    add("fifteen thousand emails", framed(request(messages=user(" ".join(
+        f"u{i}@ex{i % 7}.io" for i in range(15_000))))), None, "admitted",
+        findings={"EMAIL": 15_000}, must_not_contain=("u14999@",))  # fmt: skip
     return cases
 
 
