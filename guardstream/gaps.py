@@ -27,6 +27,11 @@ class GapTracker:
     generation: int = -1
     expected: dict[TP, int] = field(default_factory=dict)
     reported: set[tuple[TP, int]] = field(default_factory=set)
+    # The highest offset this process's agent has received per partition, kept across
+    # generations: after a rebalance faust resumes from the committed offset but does not
+    # hand over again what the agent already received (its read offset is past it), so a
+    # record received before the rebalance and committed after it is no hole.
+    received: dict[TP, int] = field(default_factory=dict)
 
     def begin(self, generation: int) -> None:
         """Forget everything learnt under an older consumer generation."""
@@ -42,8 +47,9 @@ class GapTracker:
         consulted only for the partition's first record in this generation.
         """
         self.begin(generation)
-        expected = self.expected.get(tp, start)
+        expected = self.expected.get(tp, self._start(tp, start))
         self.expected[tp] = max(offset + 1, expected or 0)
+        self.received[tp] = max(offset, self.received.get(tp, offset))
         if expected is None or offset <= expected or (tp, expected) in self.reported:
             return 0
         self.reported.add((tp, expected))
@@ -57,10 +63,17 @@ class GapTracker:
         "read == expected" is ambiguous and not counted (a single record lost at the very
         tail shows once the next record arrives). Each hole is reported once.
         """
-        expected = self.expected.get(tp, start)
+        expected = self.expected.get(tp, self._start(tp, start))
         if expected is None or read_offset is None or read_offset <= expected:
             return 0
         if (tp, expected) in self.reported:
             return 0
         self.reported.add((tp, expected))
         return read_offset - expected + 1
+
+    def _start(self, tp: TP, committed: int | None) -> int | None:
+        """Where a partition's first record in a generation should be."""
+        seen = self.received.get(tp)
+        if committed is None or seen is None:
+            return committed
+        return max(committed, seen + 1)

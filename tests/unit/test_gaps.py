@@ -46,3 +46,17 @@ def test_an_idle_partition_read_past_its_next_offset_is_stranded_once() -> None:
     assert g.stranded(TP, 12, 10) == 0  # reported already
     g.see(1, ("t", 1), 5, 5)
     assert g.stranded(("t", 1), 5, 5) == 0  # processed up to what was read
+
+
+def test_records_received_before_a_rebalance_are_not_holes_after_it() -> None:
+    g = GapTracker()
+    for o in range(520, 526):
+        g.see(1, TP, o, 520)  # received 520..525; only 520..524 committed by the rebalance
+    assert g.see(2, TP, 526, 525) == 0  # faust does not hand 525 over again: not lost
+    assert g.see(3, TP, 530, 527) == 3  # 527..529 were never received: a hole
+
+
+def test_a_partition_back_from_another_worker_uses_the_higher_committed_offset() -> None:
+    g = GapTracker()
+    g.see(1, TP, 10, 10)
+    assert g.see(2, TP, 50, 40) == 10  # the other worker committed 40: 40..49 are missing
