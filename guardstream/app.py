@@ -7,19 +7,19 @@ from dataclasses import dataclass
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
-from guardstream import faust_fixes
-from guardstream.admission import Judge
-from guardstream.catalog import Catalog, cached_catalog
-from guardstream.diagnostics import register_diagnostics
-from guardstream.health import register_health
-from guardstream.metrics import FAUST_PREFIX
-from guardstream.preprocess import DEFAULT_POLICY, Policy, policy_from
-from guardstream.settings import Settings
-from guardstream.streams.codec import Codec
-from guardstream.streams.registry import Registry, RegistryGate
+from guardstream.config.catalog import Catalog, cached_catalog
+from guardstream.config.settings import Settings
+from guardstream.config.tenants import load_tiers
+from guardstream.guardrails import DEFAULT_POLICY, Policy, policy_from
+from guardstream.ingest.judge import Judge
+from guardstream.runtime import faust_fixes
+from guardstream.runtime.diagnostics import register_diagnostics
+from guardstream.runtime.health import register_health
+from guardstream.runtime.metrics import FAUST_PREFIX
+from guardstream.runtime.tenant_page import register_tenant_page
+from guardstream.serde.codec import Codec
+from guardstream.serde.registry import Registry, RegistryGate
 from guardstream.tables.definitions import Tables, define_tables
-from guardstream.tenant_page import register_tenant_page
-from guardstream.tenants import load_tiers
 
 
 @dataclass

@@ -12,15 +12,15 @@ from typing import Any
 
 import faust
 
-from guardstream.admission import STAGE, Outcome, RawRecord, dead_letter
 from guardstream.agents import Outputs, hold_if_stopping
 from guardstream.app import Context
-from guardstream.continuity import InputWatch
-from guardstream.decisions import Ingress
-from guardstream.logs import log_context
-from guardstream.metrics import record_outcome
+from guardstream.ingest.judge import STAGE, Outcome, RawRecord, dead_letter
 from guardstream.reasons import Reason
-from guardstream.streams.registry import RegistryUnavailable
+from guardstream.records import Ingress
+from guardstream.runtime.continuity import InputWatch
+from guardstream.runtime.logs import log_context
+from guardstream.runtime.metrics import record_outcome
+from guardstream.serde.registry import RegistryUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,15 @@ from typing import Any
 
 import faust
 
-from guardstream import metering
-from guardstream.admission import Outcome, RawRecord, dead_letter, decision_outcome
 from guardstream.agents import Outputs, hold_if_stopping
 from guardstream.app import Context
-from guardstream.continuity import InputWatch
-from guardstream.decisions import Ingress
-from guardstream.metrics import (
+from guardstream.config.tenants import load_tiers
+from guardstream.ingest.judge import Outcome, RawRecord, dead_letter, decision_outcome
+from guardstream.metering import step as metering
+from guardstream.reasons import Reason
+from guardstream.records import Ingress
+from guardstream.runtime.continuity import InputWatch
+from guardstream.runtime.metrics import (
     BUDGET_ALERTS,
     RATE_LIMITED,
     RESERVED,
@@ -30,9 +32,7 @@ from guardstream.metrics import (
     TENANT_SPEND,
     record_outcome,
 )
-from guardstream.reasons import Reason
-from guardstream.streams.codec import Codec
-from guardstream.tenants import load_tiers
+from guardstream.serde.codec import Codec
 
 STAGE = "meter"
 SOURCE = "/guardstream/meter"

@@ -21,8 +21,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
-from guardstream.settings import Settings
 
 _PROGRESS = re.compile(r"Progress \(\d+\): (.*)")
 _DOWNLOADED = re.compile(r"Downloaded from \S+: (\S+) \(([^)]*)\)")

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
-from guardstream.settings import Settings
 from guardstream.stack import fetch
 from guardstream.stack.process import Service, port_open, tail
 

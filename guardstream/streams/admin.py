@@ -8,8 +8,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
-from guardstream.settings import Settings
 from guardstream.streams.topics import TOPICS
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from guardstream.settings import Settings
+from guardstream.config.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from typing import Any
 
 import faust
 
-from guardstream.settings import Settings
-from guardstream.streams.codec import Codec
+from guardstream.config.settings import Settings
+from guardstream.config.tenants import TenantConfig
+from guardstream.serde.codec import Codec
 from guardstream.tables.directory import TenantDirectory
-from guardstream.tenants import TenantConfig
 
 
 @dataclass

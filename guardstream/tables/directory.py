@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from guardstream.settings import Settings
+from guardstream.config.settings import Settings
+from guardstream.config.tenants import TenantConfig
+from guardstream.serde.registry import RegistryUnavailable
 from guardstream.streams.admin import high_watermark
-from guardstream.streams.registry import RegistryUnavailable
-from guardstream.tenants import TenantConfig
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import fastavro
 
-from guardstream.decisions import REQUEST_TYPE, USAGE_TYPE
-from guardstream.streams.avro import encode
+from guardstream.records import REQUEST_TYPE, USAGE_TYPE
+from guardstream.serde.avro import encode
+from guardstream.serde.schemas import reader_schema
 from guardstream.streams.cloudevents import avro_format_writer
-from guardstream.streams.schemas import reader_schema
 
 TENANT = "corpus"
 ZW = "\u200b"  # zero-width space

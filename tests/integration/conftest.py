@@ -21,12 +21,13 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from rich.console import Console
 
-from guardstream import schema_ops, tenant_ops
-from guardstream.settings import Settings
+from guardstream.config.settings import Settings
+from guardstream.ops import schemas as schema_ops
+from guardstream.ops import tenants as tenant_ops
+from guardstream.serde.codec import Codec
+from guardstream.serde.registry import Registry
 from guardstream.stack import services
 from guardstream.streams.admin import ensure_topics
-from guardstream.streams.codec import Codec
-from guardstream.streams.registry import Registry
 
 pytestmark = pytest.mark.integration
 TENANTS_FILE = Path(__file__).parent / "tenants.yaml"

@@ -13,21 +13,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-from guardstream import metering
-from guardstream.admission import Judge, Outcome, RawRecord
 from guardstream.agents.meter import step_outcomes
-from guardstream.bench import WORST_POLICY
-from guardstream.catalog import cached_catalog
-from guardstream.decisions import USAGE_TYPE, Ingress
-from guardstream.hostile_text import FAMILIES, fill
-from guardstream.preprocess import DEFAULT_POLICY
-from guardstream.settings import Settings
-from guardstream.streams.avro import encode
-from guardstream.streams.codec import Codec
-from guardstream.streams.registry import Registry
-from guardstream.streams.schemas import reader_schema, schema_text
+from guardstream.config.catalog import cached_catalog
+from guardstream.config.settings import Settings
+from guardstream.config.tenants import load_tenants_file, load_tiers
+from guardstream.guardrails import DEFAULT_POLICY
+from guardstream.ingest.judge import Judge, Outcome, RawRecord
+from guardstream.metering import step as metering
+from guardstream.ops.bench import WORST_POLICY
+from guardstream.ops.hostile_text import FAMILIES, fill
+from guardstream.records import USAGE_TYPE, Ingress
+from guardstream.serde.avro import encode
+from guardstream.serde.codec import Codec
+from guardstream.serde.registry import Registry
+from guardstream.serde.schemas import reader_schema, schema_text
 from guardstream.streams.topics import subject_for
-from guardstream.tenants import load_tenants_file, load_tiers
 
 from ..corpus import hostile
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from guardstream.settings import Settings
-from guardstream.streams.registry import Registry
-from guardstream.streams.schemas import schema_text
+from guardstream.config.settings import Settings
+from guardstream.serde.registry import Registry
+from guardstream.serde.schemas import schema_text
 from guardstream.streams.topics import subject_for
 
 from ..corpus import hostile

@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 
-from guardstream.settings import REPO_ROOT, Settings
+from guardstream.config.settings import REPO_ROOT, Settings
 
 from .conftest import worker_env
 

@@ -15,14 +15,14 @@ import pytest
 from confluent_kafka import Producer
 from rich.console import Console
 
-from guardstream import tenant_ops
-from guardstream.decisions import REQUEST_TYPE
-from guardstream.settings import Settings
+from guardstream.config.settings import Settings
+from guardstream.ops import tenants as tenant_ops
+from guardstream.records import REQUEST_TYPE
+from guardstream.serde.avro import encode
+from guardstream.serde.registry import Registry
+from guardstream.serde.schemas import load_all, schema_text
 from guardstream.stack import services
 from guardstream.stack.process import Service
-from guardstream.streams.avro import encode
-from guardstream.streams.registry import Registry
-from guardstream.streams.schemas import load_all, schema_text
 from guardstream.streams.topics import subject_for
 
 from .conftest import Results, Worker

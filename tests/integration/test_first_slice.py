@@ -18,9 +18,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from guardstream.decisions import REQUEST_TYPE, Ingress, decision_id
-from guardstream.settings import Settings
-from guardstream.streams import schemas
+from guardstream.config.settings import Settings
+from guardstream.records import REQUEST_TYPE, Ingress, decision_id
+from guardstream.serde import schemas
 
 from .conftest import Results, Worker, worker_env
 

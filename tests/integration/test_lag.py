@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from guardstream.settings import Settings
+from guardstream.config.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def test_caught_up_group_has_zero_lag_and_groups_sharing_a_topic_are_timed_apart
 
     # One query, two groups waiting at different offsets of the same partition: each is
     # timed from its own waiting record.
-    from guardstream.lag import LagReader
+    from guardstream.lag.reader import LagReader
 
     snap = LagReader(stack.kafka_bootstrap).snapshot([done, mid, behind, f"{behind}-x"])
     by_group = {r.group: r for r in snap.rows}

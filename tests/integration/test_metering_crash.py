@@ -31,15 +31,16 @@ import httpx
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from guardstream import schema_ops, tenant_ops
-from guardstream.catalog import load_catalog
-from guardstream.decisions import REQUEST_TYPE, USAGE_TYPE
-from guardstream.settings import Settings
+from guardstream.config.catalog import load_catalog
+from guardstream.config.settings import Settings
+from guardstream.ops import schemas as schema_ops
+from guardstream.ops import tenants as tenant_ops
+from guardstream.records import REQUEST_TYPE, USAGE_TYPE
+from guardstream.serde.avro import encode
+from guardstream.serde.codec import Codec
+from guardstream.serde.registry import Registry
+from guardstream.serde.schemas import reader_schema, schema_text
 from guardstream.streams.admin import ensure_topics
-from guardstream.streams.avro import encode
-from guardstream.streams.codec import Codec
-from guardstream.streams.registry import Registry
-from guardstream.streams.schemas import reader_schema, schema_text
 from guardstream.streams.topics import subject_for
 
 from .conftest import Worker, _free_port

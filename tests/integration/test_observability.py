@@ -23,8 +23,8 @@ import httpx
 import pytest
 import yaml
 
-from guardstream import produce
-from guardstream.settings import Settings
+from guardstream.config.settings import Settings
+from guardstream.ops import produce
 
 from .conftest import Worker, worker_env
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from guardstream.settings import REPO_ROOT, Settings
+from guardstream.config.settings import REPO_ROOT, Settings
 
 from .conftest import Worker
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from rich.console import Console
 
-from guardstream.settings import Settings
+from guardstream.config.settings import Settings
 from guardstream.stack import services
 from guardstream.stack.process import Service
 from guardstream.streams.topics import subject_for

@@ -23,17 +23,17 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Producer
 
-from guardstream.catalog import load_catalog
-from guardstream.decisions import USAGE_TYPE
-from guardstream.metering import THRESHOLDS_PCT
-from guardstream.preprocess.tokens import estimate_prompt_tokens
-from guardstream.settings import Settings
-from guardstream.streams.avro import encode
-from guardstream.streams.registry import Registry
-from guardstream.streams.schemas import reader_schema, schema_text
+from guardstream.config.catalog import load_catalog
+from guardstream.config.settings import Settings
+from guardstream.config.tenants import Limits, limits_for, load_tenants_file, load_tiers
+from guardstream.guardrails.tokens import estimate_prompt_tokens
+from guardstream.metering.money import apply_multiplier, cost_micros
+from guardstream.metering.step import THRESHOLDS_PCT
+from guardstream.records import USAGE_TYPE
+from guardstream.serde.avro import encode
+from guardstream.serde.registry import Registry
+from guardstream.serde.schemas import reader_schema, schema_text
 from guardstream.streams.topics import subject_for
-from guardstream.tables.money import apply_multiplier, cost_micros
-from guardstream.tenants import Limits, limits_for, load_tenants_file, load_tiers
 
 from .conftest import TENANTS_FILE, Results, Worker, _free_port, worker_env
 from .test_first_slice import _data, _sdk_message, _send

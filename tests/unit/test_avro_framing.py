@@ -8,7 +8,7 @@ import struct
 import fastavro
 import pytest
 
-from guardstream.streams import avro, schemas
+from guardstream.serde import avro, schemas
 
 
 def _request() -> dict[str, object]:

@@ -15,14 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from guardstream.admission import Judge
-from guardstream.bench import WORST_POLICY, offline_judge, request_record, time_family
-from guardstream.hostile_text import FAMILIES, fill
-from guardstream.preprocess.hygiene import MAX_NON_STARTERS, non_starters, normalize_text
+from guardstream.config.settings import Settings
+from guardstream.guardrails.hygiene import MAX_NON_STARTERS, non_starters, normalize_text
+from guardstream.ingest.judge import Judge
+from guardstream.ops.bench import WORST_POLICY, offline_judge, request_record, time_family
+from guardstream.ops.hostile_text import FAMILIES, fill
 from guardstream.reasons import Reason
-from guardstream.settings import Settings
-from guardstream.streams.avro import decode_body, split_frame
-from guardstream.streams.schemas import reader_schema
+from guardstream.serde.avro import decode_body, split_frame
+from guardstream.serde.schemas import reader_schema
 
 SMALL, LARGE = 16_384, 65_536
 # Far above the worst family measured (~5 ms/KB, phone-number validation) and far below

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from guardstream.breaker import BreakerState, CircuitBreaker
+from guardstream.runtime.breaker import BreakerState, CircuitBreaker
 
 
 def test_opens_after_threshold_and_probes_after_cooldown() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from guardstream.decisions import REQUEST_TYPE
 from guardstream.reasons import Reason
+from guardstream.records import REQUEST_TYPE
 from guardstream.streams.cloudevents import CloudEventError, binary_headers, read_headers
 
 GOOD: list[tuple[str, bytes | None]] = [

@@ -20,8 +20,9 @@ import pytest
 import typer.main
 import yaml
 
-from guardstream import health, lag_cli
-from guardstream.settings import Settings
+from guardstream.config.settings import Settings
+from guardstream.lag import exporter as lag_cli
+from guardstream.runtime import health
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())

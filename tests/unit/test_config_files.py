@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from guardstream.catalog import load_catalog
+from guardstream.config.catalog import load_catalog
+from guardstream.config.settings import Settings
+from guardstream.config.tenants import TenantConfig, limits_for, load_tenants_file, load_tiers
 from guardstream.errors import GuardstreamError
-from guardstream.settings import Settings
-from guardstream.tenants import TenantConfig, limits_for, load_tenants_file, load_tiers
 
 SETTINGS = Settings()
 

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from guardstream.bench import prompt
-from guardstream.preprocess import DEFAULT_POLICY, Policy, apply_policy, scan_pii
-from guardstream.preprocess.pii import aws_secret_shape_ok, secret_value_ok, shannon_entropy
+from guardstream.guardrails import DEFAULT_POLICY, Policy, apply_policy, scan_pii
+from guardstream.guardrails.pii import aws_secret_shape_ok, secret_value_ok, shannon_entropy
+from guardstream.ops.bench import prompt
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 # Built from pieces so no file in the repository holds a complete vendor-shaped key.

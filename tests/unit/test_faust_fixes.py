@@ -9,7 +9,7 @@ from typing import Any
 from faust.tables.recovery import Recovery
 from mode.utils.queues import FlowControlEvent
 
-from guardstream import faust_fixes
+from guardstream.runtime import faust_fixes
 
 
 def test_the_end_of_recovery_runs_with_flow_suspended_and_faust_resumes_it() -> None:

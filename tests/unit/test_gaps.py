@@ -1,6 +1,6 @@
 """The input-continuity tracker: holes are counted once; replays and new generations are not."""
 
-from guardstream.gaps import GapTracker
+from guardstream.runtime.gaps import GapTracker
 
 TP = ("t", 0)
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from guardstream.lag import GroupInfo, LagSnapshot, PartitionOffsets, compute_rows, needs_head
-from guardstream.lag_cli import LagCollector
+from guardstream.lag.exporter import LagCollector
+from guardstream.lag.reader import (
+    GroupInfo,
+    LagSnapshot,
+    PartitionOffsets,
+    compute_rows,
+    needs_head,
+)
 
 NOW = 1_700_000_000_000
 

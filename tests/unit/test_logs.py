@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pytest
 
-from guardstream.logs import (
+from guardstream.runtime.logs import (
     JsonFormatter,
     configure_json_logging,
     current_request_id,

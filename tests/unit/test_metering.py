@@ -12,13 +12,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardstream.catalog import load_catalog
-from guardstream.metering import Position, TenantState, reservation_key, step
-from guardstream.settings import Settings
-from guardstream.tables.ledger import period_keys, period_span_ms
-from guardstream.tables.money import apply_multiplier, cost_micros
-from guardstream.tables.ratelimit import UNIT, Bucket, take_all
-from guardstream.tenants import Limits
+from guardstream.config.catalog import load_catalog
+from guardstream.config.settings import Settings
+from guardstream.config.tenants import Limits
+from guardstream.metering.buckets import UNIT, Bucket, take_all
+from guardstream.metering.money import apply_multiplier, cost_micros
+from guardstream.metering.periods import period_keys, period_span_ms
+from guardstream.metering.step import Position, TenantState, reservation_key, step
 
 CATALOG = load_catalog(Settings().model_catalog)
 T0 = 1_795_400_000_000  # 2026-11-23

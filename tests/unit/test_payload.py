@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from guardstream.payload import PayloadProblem, validate_request
+from guardstream.ingest.payload import PayloadProblem, validate_request
 
 
 def _req(**changes: Any) -> dict[str, Any]:

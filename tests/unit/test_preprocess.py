@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guardstream.preprocess import (
+from guardstream.guardrails import (
     DEFAULT_POLICY,
     Policy,
     PolicyError,
@@ -19,7 +19,7 @@ from guardstream.preprocess import (
     scan_pii,
     score_injection,
 )
-from guardstream.preprocess.pii import iban_ok, luhn_ok
+from guardstream.guardrails.pii import iban_ok, luhn_ok
 
 
 def kinds(text: str) -> list[str]:

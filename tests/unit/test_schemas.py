@@ -8,7 +8,7 @@ from typing import Any
 
 import fastavro
 
-from guardstream.streams import compat, schemas
+from guardstream.serde import compat, schemas
 from guardstream.streams.topics import TOPICS
 
 

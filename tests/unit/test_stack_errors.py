@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
-from guardstream.settings import Settings
 from guardstream.stack import fetch, services
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from guardstream.settings import Settings
-from guardstream.streams.registry import RegistryUnavailable
+from guardstream.config.settings import Settings
+from guardstream.serde.registry import RegistryUnavailable
 from guardstream.tables.directory import TenantDirectory
 
 

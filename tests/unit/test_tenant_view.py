@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from guardstream.catalog import load_catalog
-from guardstream.metering import Position, TenantState, step
-from guardstream.settings import Settings
-from guardstream.tables.ledger import Period, period_keys
-from guardstream.tables.money import apply_multiplier, cost_micros
-from guardstream.tables.ratelimit import UNIT, Bucket
-from guardstream.tenant_view import UnknownTenantError, tenant_view
-from guardstream.tenants import Limits
+from guardstream.config.catalog import load_catalog
+from guardstream.config.settings import Settings
+from guardstream.config.tenants import Limits
+from guardstream.metering.buckets import UNIT, Bucket
+from guardstream.metering.money import apply_multiplier, cost_micros
+from guardstream.metering.periods import Period, period_keys
+from guardstream.metering.step import Position, TenantState, step
+from guardstream.metering.view import UnknownTenantError, tenant_view
 
 CATALOG = load_catalog(Settings().model_catalog)
 T0 = 1_795_400_000_000  # 2026-11-23T02:13:20Z

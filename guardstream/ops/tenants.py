@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from guardstream.config.settings import Settings
+from guardstream.config.tenants import Limits, TenantConfig, load_tenants_file, load_tiers
 from guardstream.errors import GuardstreamError
-from guardstream.settings import Settings
+from guardstream.metering.view import TENANT_STATE_PATH
+from guardstream.serde.codec import Codec
+from guardstream.serde.registry import Registry
 from guardstream.streams.admin import high_watermark
-from guardstream.streams.codec import Codec
-from guardstream.streams.registry import Registry
-from guardstream.tenant_view import TENANT_STATE_PATH
-from guardstream.tenants import Limits, TenantConfig, load_tenants_file, load_tiers
 
 
 def apply(settings: Settings, path: Path) -> list[str]:

@@ -23,10 +23,10 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from guardstream.decisions import REQUEST_TYPE
+from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
-from guardstream.settings import Settings
-from guardstream.streams import schemas
+from guardstream.records import REQUEST_TYPE
+from guardstream.serde import schemas
 
 _TENANTS = ("acme", "globex", "initech", "umbrella")
 _PROMPTS = (

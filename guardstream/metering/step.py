@@ -37,14 +37,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from guardstream import decisions
-from guardstream.catalog import Catalog
-from guardstream.decisions import Ingress
+from guardstream import records as decisions
+from guardstream.config.catalog import Catalog
+from guardstream.config.tenants import Limits, TenantConfig, Tiers, limits_for
+from guardstream.metering.buckets import Bucket, take_all
+from guardstream.metering.money import apply_multiplier, cost_micros
+from guardstream.metering.periods import Period, period_keys, period_span_ms
 from guardstream.reasons import Reason
-from guardstream.tables.ledger import Period, period_keys, period_span_ms
-from guardstream.tables.money import apply_multiplier, cost_micros
-from guardstream.tables.ratelimit import Bucket, take_all
-from guardstream.tenants import Limits, TenantConfig, Tiers, limits_for
+from guardstream.records import Ingress
 
 THRESHOLDS_PCT = (50, 80, 100)
 RESERVATION_TTL_MS = 15 * 60 * 1000

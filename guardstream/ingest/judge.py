@@ -12,17 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from guardstream import decisions
-from guardstream.catalog import Catalog
-from guardstream.decisions import (
-    DEADLETTER_TYPE,
-    DECISION_TYPE,
-    REQUEST_TYPE,
-    USAGE_TYPE,
-    Ingress,
-)
-from guardstream.payload import PayloadProblem, validate_request, validate_usage
-from guardstream.preprocess import (
+from guardstream import records as decisions
+from guardstream.config.catalog import Catalog
+from guardstream.guardrails import (
     DEFAULT_POLICY,
     Deadline,
     OverBudget,
@@ -30,8 +22,12 @@ from guardstream.preprocess import (
     apply_policy,
     estimate_prompt_tokens,
 )
+from guardstream.ingest.payload import PayloadProblem, validate_request, validate_usage
 from guardstream.reasons import Reason
-from guardstream.streams.avro import FramingError
+from guardstream.records import DEADLETTER_TYPE, DECISION_TYPE, REQUEST_TYPE, USAGE_TYPE, Ingress
+from guardstream.serde.avro import FramingError
+from guardstream.serde.codec import Codec
+from guardstream.serde.registry import SchemaUnknown
 from guardstream.streams.cloudevents import (
     AVRO_CONTENT_TYPE,
     CloudEventAttrs,
@@ -42,8 +38,6 @@ from guardstream.streams.cloudevents import (
     read_envelope,
     read_structured,
 )
-from guardstream.streams.codec import Codec
-from guardstream.streams.registry import SchemaUnknown
 
 STAGE = "ingest"
 REQUEST_RECORD = "io.guardstream.v1.Request"

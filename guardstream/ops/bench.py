@@ -18,16 +18,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from guardstream.admission import Judge, RawRecord
-from guardstream.catalog import cached_catalog
-from guardstream.decisions import REQUEST_TYPE, Ingress
-from guardstream.hostile_text import FAMILIES, fill
-from guardstream.preprocess import DEFAULT_POLICY, Policy
-from guardstream.settings import Settings
-from guardstream.streams.avro import encode
-from guardstream.streams.codec import Codec
-from guardstream.streams.registry import Registry
-from guardstream.streams.schemas import reader_schema
+from guardstream.config.catalog import cached_catalog
+from guardstream.config.settings import Settings
+from guardstream.guardrails import DEFAULT_POLICY, Policy
+from guardstream.ingest.judge import Judge, RawRecord
+from guardstream.ops.hostile_text import FAMILIES, fill
+from guardstream.records import REQUEST_TYPE, Ingress
+from guardstream.serde.avro import encode
+from guardstream.serde.codec import Codec
+from guardstream.serde.registry import Registry
+from guardstream.serde.schemas import reader_schema
 from guardstream.streams.topics import TOPICS
 
 _WORDS = tuple(
@@ -234,9 +234,10 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
 
     from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-    from guardstream import schema_ops, tenant_ops
+    from guardstream.ops import schemas as schema_ops
+    from guardstream.ops import tenants as tenant_ops
+    from guardstream.serde.schemas import schema_text
     from guardstream.streams.admin import ensure_topics
-    from guardstream.streams.schemas import schema_text
     from guardstream.streams.topics import subject_for
 
     run = uuid.uuid4().hex[:6]

@@ -23,7 +23,7 @@ from typing import Any, cast
 import faust
 from faust.web import Request, Response, View
 
-from guardstream.metrics import WORKER_READY
+from guardstream.runtime.metrics import WORKER_READY
 
 LIVE_PATH = "/health/live"
 READY_PATH = "/health/ready"

@@ -15,10 +15,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from guardstream.metering import TenantState
-from guardstream.tables.ledger import Period, period_keys
-from guardstream.tables.ratelimit import UNIT, Bucket, refill
-from guardstream.tenants import Limits
+from guardstream.config.tenants import Limits
+from guardstream.metering.buckets import UNIT, Bucket, refill
+from guardstream.metering.periods import Period, period_keys
+from guardstream.metering.step import TenantState
 
 TENANT_STATE_PATH = "/tenants/{tenant_id}/state"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
-from guardstream.settings import Settings
-from guardstream.streams import avro, schemas
-from guardstream.streams.registry import Registry
+from guardstream.serde import avro, schemas
+from guardstream.serde.registry import Registry
 from guardstream.streams.topics import TOPICS, subject_for
 
 

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # Bind addresses that mean "every interface": nobody can connect to them by that name.
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 

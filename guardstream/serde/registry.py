@@ -18,11 +18,11 @@ from typing import Any
 import fastavro
 import httpx
 
-from guardstream.breaker import CircuitBreaker
+from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
-from guardstream.metrics import REGISTRY_BREAKER, REGISTRY_LOOKUPS
-from guardstream.settings import Settings
-from guardstream.streams.avro import FramingError, split_frame
+from guardstream.runtime.breaker import CircuitBreaker
+from guardstream.runtime.metrics import REGISTRY_BREAKER, REGISTRY_LOOKUPS
+from guardstream.serde.avro import FramingError, split_frame
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from guardstream.errors import GuardstreamError
-from guardstream.payload import TENANT_PATTERN
-from guardstream.preprocess import PolicyError, policy_from
+from guardstream.guardrails import PolicyError, policy_from
+from guardstream.ingest.payload import TENANT_PATTERN
 
 NonNegative = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(gt=0)]

@@ -26,12 +26,12 @@ import faust
 from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 
-from guardstream import metering
-from guardstream.health import readiness
-from guardstream.payload import TENANT_PATTERN
+from guardstream.config.tenants import Tiers
+from guardstream.ingest.payload import TENANT_PATTERN
+from guardstream.metering import step as metering
+from guardstream.metering.view import TENANT_STATE_PATH, UnknownTenantError, tenant_view
+from guardstream.runtime.health import readiness
 from guardstream.tables.definitions import Tables
-from guardstream.tenant_view import TENANT_STATE_PATH, UnknownTenantError, tenant_view
-from guardstream.tenants import Tiers
 
 log = logging.getLogger(__name__)
 _TENANT = re.compile(TENANT_PATTERN)

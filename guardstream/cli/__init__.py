@@ -12,12 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from guardstream import lag_cli
+from guardstream.config.settings import get_settings
 from guardstream.errors import GuardstreamError
-from guardstream.settings import get_settings
+from guardstream.lag import exporter as lag_cli
 
 if TYPE_CHECKING:
-    from guardstream.tenants import Limits
+    from guardstream.config.tenants import Limits
 
 app = typer.Typer(
     help="guardstream: guardrails and metering for LLM requests, on Kafka.",
@@ -117,8 +117,8 @@ def stack_logs(
 @schemas_app.command("register")
 def schemas_register() -> None:
     """Set the compatibility rule and register every schema under its topic's subject."""
-    from guardstream.schema_ops import register_all
-    from guardstream.streams.registry import Registry
+    from guardstream.ops.schemas import register_all
+    from guardstream.serde.registry import Registry
 
     settings = get_settings()
     registry = Registry(settings)
@@ -129,8 +129,8 @@ def schemas_register() -> None:
 @schemas_app.command("check")
 def schemas_check() -> None:
     """Fail (exit 1), naming the field, if a local schema breaks the registry's rule."""
-    from guardstream.schema_ops import check_all
-    from guardstream.streams.registry import Registry
+    from guardstream.ops.schemas import check_all
+    from guardstream.serde.registry import Registry
 
     settings = get_settings()
     bad = 0
@@ -152,7 +152,7 @@ def schemas_check() -> None:
 @tenants_app.command("apply")
 def tenants_apply(file: Annotated[Path, typer.Argument(help="YAML file with `tenants:`")]) -> None:
     """Validate a tenants file and publish it; workers pick it up within seconds."""
-    from guardstream import tenant_ops
+    from guardstream.ops import tenants as tenant_ops
 
     for tenant in tenant_ops.apply(get_settings(), file):
         console.print(f"[green]✓[/] {tenant}")
@@ -168,8 +168,8 @@ def tenants_show(
     The live part comes from a worker (GUARDSTREAM_WORKER_URL); when none answers, the
     configuration is still printed and one line says why the live part is missing.
     """
-    from guardstream import tenant_ops
-    from guardstream.tenants import limits_for, load_tiers
+    from guardstream.config.tenants import limits_for, load_tiers
+    from guardstream.ops import tenants as tenant_ops
 
     settings = get_settings()
     tiers = load_tiers(settings.tiers_file)
@@ -257,7 +257,7 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run a pipeline worker (Faust) until interrupted."""
-    from guardstream import worker as worker_mod
+    from guardstream.ops import worker as worker_mod
 
     settings = get_settings()
     if web_port is not None:
@@ -273,7 +273,7 @@ def produce_cmd(
     count: Annotated[int, typer.Option("--count", "-n", help="demo requests to send")] = 10,
 ) -> None:
     """Send requests as binary-mode Avro CloudEvents (demo traffic, or from a file)."""
-    from guardstream import produce
+    from guardstream.ops import produce
 
     settings = get_settings()
     requests = list(produce.file_requests(file)) if file else produce.demo_requests(count)
@@ -292,7 +292,7 @@ def tail_cmd(
     ] = None,
 ) -> None:
     """Follow admitted, rejected and deadletter and print each decision."""
-    from guardstream import tail
+    from guardstream.ops import tail
 
     settings = get_settings()
     for seen in tail.follow(settings, from_beginning=from_beginning, idle_timeout_s=idle_timeout):
@@ -305,7 +305,7 @@ def demo(
     timeout: Annotated[float, typer.Option(help="seconds to wait for decisions")] = 120.0,
 ) -> None:
     """Bring up the stack, register schemas, start a worker, send demo traffic, show decisions."""
-    from guardstream import demo as demo_mod
+    from guardstream.ops import demo as demo_mod
 
     demo_mod.run(get_settings(), console, count, timeout)
 
@@ -320,7 +320,7 @@ def bench_ingest_cmd(
     pii_ratio: Annotated[float, typer.Option(help="share of prompts carrying PII")] = 0.2,
 ) -> None:
     """Time the pure ingest path (decode, validate, preprocess, encode) on one core."""
-    from guardstream.bench import bench_ingest
+    from guardstream.ops.bench import bench_ingest
 
     with console.status(f"timing {count} requests (1 KB prompts, {pii_ratio:.0%} with PII)"):
         r = bench_ingest(get_settings(), count, pii_ratio)
@@ -336,7 +336,7 @@ def bench_worst_cmd(
     largest: Annotated[int, typer.Option(help="largest prompt, in characters")] = 131_072,
 ) -> None:
     """Time per KB of the ingest path on adversarial text at growing sizes (flat = linear)."""
-    from guardstream.bench import bench_worst
+    from guardstream.ops.bench import bench_worst
 
     sizes = (largest // 16, largest // 4, largest)
     table = Table("family", *(f"{n:,} chars µs/KB" for n in sizes), "growth", "outcome")
@@ -361,7 +361,7 @@ def bench_pipeline_cmd(
     count: Annotated[int, typer.Option("--count", "-n", help="requests in the flood phase")] = 5000,
 ) -> None:
     """The whole pipeline through the real broker vs. a plain aiokafka pass-through."""
-    from guardstream.bench import bench_pipeline
+    from guardstream.ops.bench import bench_pipeline
 
     r = bench_pipeline(get_settings(), count, console)
     console.print(

@@ -14,7 +14,7 @@ from typing import Any
 
 import fastavro
 
-from guardstream.settings import REPO_ROOT
+from guardstream.config.settings import REPO_ROOT
 
 SCHEMA_DIR = REPO_ROOT / "schemas"
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}

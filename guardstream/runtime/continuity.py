@@ -21,8 +21,8 @@ from typing import Any
 import faust
 from confluent_kafka import Consumer, TopicPartition
 
-from guardstream.gaps import GapTracker
-from guardstream.metrics import INPUT_GAPS, labelled
+from guardstream.runtime.gaps import GapTracker
+from guardstream.runtime.metrics import INPUT_GAPS, labelled
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from rich.console import Console
 from rich.table import Table
 
-from guardstream.lag import LagReader, LagSnapshot
-from guardstream.settings import Settings, get_settings
+from guardstream.config.settings import Settings, get_settings
+from guardstream.lag.reader import LagReader, LagSnapshot
 
 DEFAULT_EXPORTER_PORT = 9309
 DEFAULT_INTERVAL_S = 15.0

@@ -1,11 +1,11 @@
 """Preprocessing guardrails: text hygiene, PII and secret detection, prompt-injection
 heuristics, token estimates and per-tenant policy. Pure functions: no Kafka, no Faust."""
 
-from guardstream.preprocess.budget import NO_DEADLINE, Deadline, OverBudget
-from guardstream.preprocess.hygiene import normalize_text
-from guardstream.preprocess.injection import InjectionResult, score_injection
-from guardstream.preprocess.pii import Finding, scan_pii
-from guardstream.preprocess.policy import (
+from guardstream.guardrails.budget import NO_DEADLINE, Deadline, OverBudget
+from guardstream.guardrails.hygiene import normalize_text
+from guardstream.guardrails.injection import InjectionResult, score_injection
+from guardstream.guardrails.pii import Finding, scan_pii
+from guardstream.guardrails.policy import (
     DEFAULT_POLICY,
     Policy,
     PolicyError,
@@ -13,7 +13,7 @@ from guardstream.preprocess.policy import (
     apply_policy,
     policy_from,
 )
-from guardstream.preprocess.tokens import estimate_prompt_tokens, register_estimator
+from guardstream.guardrails.tokens import estimate_prompt_tokens, register_estimator
 
 __all__ = [
     "DEFAULT_POLICY",

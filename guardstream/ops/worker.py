@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from guardstream.logs import json_logging_config
-from guardstream.settings import Settings
+from guardstream.config.settings import Settings
+from guardstream.runtime.logs import json_logging_config
 from guardstream.streams.admin import ensure_topics
 
 

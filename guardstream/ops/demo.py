@@ -9,13 +9,15 @@ import time
 
 from rich.console import Console
 
-from guardstream import produce, schema_ops, tail, tenant_ops
+from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
-from guardstream.settings import Settings
+from guardstream.ops import produce, tail
+from guardstream.ops import schemas as schema_ops
+from guardstream.ops import tenants as tenant_ops
+from guardstream.serde.registry import Registry
 from guardstream.stack import services
 from guardstream.stack.process import port_open
 from guardstream.streams.admin import ensure_topics
-from guardstream.streams.registry import Registry
 
 
 def run(settings: Settings, console: Console, count: int, timeout_s: float) -> int:

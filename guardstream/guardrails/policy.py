@@ -16,10 +16,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from guardstream.preprocess.budget import NO_DEADLINE, Deadline
-from guardstream.preprocess.hygiene import normalize_text
-from guardstream.preprocess.injection import score_injection
-from guardstream.preprocess.pii import Finding, scan_pii
+from guardstream.guardrails.budget import NO_DEADLINE, Deadline
+from guardstream.guardrails.hygiene import normalize_text
+from guardstream.guardrails.injection import score_injection
+from guardstream.guardrails.pii import Finding, scan_pii
 
 Action = Literal["allow", "redact", "hash", "block"]
 _KIND_FIELD = {"EMAIL": "email", "PHONE": "phone", "CARD": "card", "IBAN": "iban",

@@ -12,10 +12,10 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartiti
 from rich.console import Console
 from rich.text import Text
 
-from guardstream.settings import Settings
+from guardstream.config.settings import Settings
+from guardstream.serde.codec import Codec
+from guardstream.serde.registry import Registry
 from guardstream.streams.admin import high_watermark
-from guardstream.streams.codec import Codec
-from guardstream.streams.registry import Registry
 
 RESULT_TOPICS = ("admitted", "rejected", "deadletter")
 

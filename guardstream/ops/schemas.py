@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from guardstream.settings import Settings
-from guardstream.streams import compat, schemas
-from guardstream.streams.registry import Registry
+from guardstream.config.settings import Settings
+from guardstream.serde import compat, schemas
+from guardstream.serde.registry import Registry
 from guardstream.streams.topics import TOPICS, subject_for
 
 
