@@ -55,8 +55,10 @@ def register(app: faust.App, ctx: Context) -> None:
                 value=msg.value,
                 headers=list(msg.headers or []),
             )
-            with log_context(request_id=_header(rec.headers, "ce_id"),
-                             traceparent=_header(rec.headers, "ce_traceparent")):  # fmt: skip
+            with log_context(
+                request_id=_header(rec.headers, "ce_id"),
+                traceparent=_header(rec.headers, "ce_traceparent"),
+            ):
                 out = await _judge(rec)
             await outputs.send(out.topic, out.key, out.value, out.headers)
             record_outcome(STAGE, out.topic, out.code, started, rec.ingress.timestamp_ms)

@@ -68,8 +68,10 @@ def register(app: faust.App, ctx: Context) -> None:
         if tenant in watched:
             TENANT_SPEND.labels(tenant).inc(audit["amount_micros"])
             if limits is not None:
-                for period, value in (("daily", limits.daily_budget_micros),
-                                      ("monthly", limits.monthly_budget_micros)):  # fmt: skip
+                for period, value in (
+                    ("daily", limits.daily_budget_micros),
+                    ("monthly", limits.monthly_budget_micros),
+                ):
                     if value is not None:
                         TENANT_BUDGET.labels(tenant, period).set(value)
 
@@ -149,9 +151,12 @@ def register(app: faust.App, ctx: Context) -> None:
                 outs, step, record = apply(msg)
             except Exception as exc:  # a bug must not stop the partition
                 log.exception("meter failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
-                rec = RawRecord(Ingress(msg.topic, msg.partition, msg.offset,
-                                        round(msg.timestamp * 1000)), msg.key, msg.value,
-                                list(msg.headers or []))  # fmt: skip
+                rec = RawRecord(
+                    Ingress(msg.topic, msg.partition, msg.offset, round(msg.timestamp * 1000)),
+                    msg.key,
+                    msg.value,
+                    list(msg.headers or []),
+                )
                 out = dead_letter(codec, rec, Reason.INTERNAL_ERROR, repr(exc)[:500], STAGE)
                 await outputs.send("deadletter", out.key, out.value, out.headers)
                 record_outcome(STAGE, "deadletter", out.code, started, rec.ingress.timestamp_ms)

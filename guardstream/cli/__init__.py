@@ -177,8 +177,15 @@ def tenants_show(
     if tenant is None:
         every = {tid: limits_for(tid, configs.get(tid), tiers) for tid in sorted(configs)}
         if json_out:
-            typer.echo(json.dumps({"tenants": {tid: tenant_ops.limits_json(lim)
-                                               for tid, lim in every.items() if lim}}))  # fmt: skip
+            typer.echo(
+                json.dumps(
+                    {
+                        "tenants": {
+                            tid: tenant_ops.limits_json(lim) for tid, lim in every.items() if lim
+                        }
+                    }
+                )
+            )
         else:
             console.print(_limits_table(every))
         return
@@ -191,34 +198,45 @@ def tenants_show(
             "add it to a tenants file and run `guardstream tenants apply FILE`",
         )
     if json_out:
-        typer.echo(json.dumps({
-            "tenant_id": tenant,
-            "config": tenant_ops.limits_json(limits) if limits else None,
-            "live": live.view, "live_error": live.problem,
-            "worker_url": settings.worker_base_url}))  # fmt: skip
+        typer.echo(
+            json.dumps(
+                {
+                    "tenant_id": tenant,
+                    "config": tenant_ops.limits_json(limits) if limits else None,
+                    "live": live.view,
+                    "live_error": live.problem,
+                    "worker_url": settings.worker_base_url,
+                }
+            )
+        )
     else:
         if limits is not None:
             console.print(_limits_table({tenant: limits}))
         if live.view is not None:
             _print_live(live.view)
     if live.problem:
-        err.print(f"[yellow]live state unavailable:[/] {live.problem}", highlight=False,
-                  soft_wrap=True)  # fmt: skip
+        err.print(
+            f"[yellow]live state unavailable:[/] {live.problem}", highlight=False, soft_wrap=True
+        )
 
 
 def _limits_table(every: dict[str, Limits | None]) -> Table:
-    table = Table("tenant", "tier", "req/min", "tok/min", "burst", "daily µ$", "monthly µ$",
-                  "policy")  # fmt: skip
+    table = Table(
+        "tenant", "tier", "req/min", "tok/min", "burst", "daily µ$", "monthly µ$", "policy"
+    )
     for tid, limits in every.items():
         if limits is None:
             continue
         table.add_row(
-            tid, limits.tier + ("" if limits.configured else " (default)"),
-            str(limits.requests_per_minute), str(limits.tokens_per_minute),
+            tid,
+            limits.tier + ("" if limits.configured else " (default)"),
+            str(limits.requests_per_minute),
+            str(limits.tokens_per_minute),
             f"{limits.burst_requests}/{limits.burst_tokens}",
-            str(limits.daily_budget_micros), str(limits.monthly_budget_micros),
+            str(limits.daily_budget_micros),
+            str(limits.monthly_budget_micros),
             ", ".join(f"{k}={v}" for k, v in sorted(limits.policy.items())) or "default",
-        )  # fmt: skip
+        )
     return table
 
 
@@ -233,21 +251,34 @@ def _print_live(view: dict[str, Any]) -> None:
         f"(last metered {as_of['last_metered'] or 'never'}; answered by {view['answered_by']})",
         highlight=False,
     )
-    budget = Table("budget", "period", "limit µ$", "charged µ$", "reserved µ$", "remaining µ$",
-                   "alerts crossed")  # fmt: skip
+    budget = Table(
+        "budget",
+        "period",
+        "limit µ$",
+        "charged µ$",
+        "reserved µ$",
+        "remaining µ$",
+        "alerts crossed",
+    )
     for name in ("daily", "monthly"):
         p = view["budget"][name]
         budget.add_row(
-            name, p["period"], _micros(p["limit_micros"]), _micros(p["charged_micros"]),
-            _micros(p["reserved_micros"]), _micros(p["remaining_micros"]),
+            name,
+            p["period"],
+            _micros(p["limit_micros"]),
+            _micros(p["charged_micros"]),
+            _micros(p["reserved_micros"]),
+            _micros(p["remaining_micros"]),
             ", ".join(f"{pct}%" for pct in p["alerts_crossed_pct"]) or "-",
-        )  # fmt: skip
+        )
     console.print(budget)
     rate = Table("bucket", "level now", "capacity", "refill / min")
     for name in ("requests", "tokens"):
         b = view["rate"][name]
-        rate.add_row(name, *(("-" if b[k] is None else f"{b[k]:,}")
-                             for k in ("level", "capacity", "per_minute")))  # fmt: skip
+        rate.add_row(
+            name,
+            *(("-" if b[k] is None else f"{b[k]:,}") for k in ("level", "capacity", "per_minute")),
+        )
     console.print(rate)
 
 
@@ -346,8 +377,12 @@ def bench_worst_cmd(
     for i in range(0, len(rows), len(sizes)):
         group = rows[i : i + len(sizes)]
         growth = group[-1].us_per_kb / group[0].us_per_kb
-        table.add_row(group[0].family, *(f"{r.us_per_kb:,.0f}" for r in group),
-                      f"{growth:.1f}x", group[-1].code)  # fmt: skip
+        table.add_row(
+            group[0].family,
+            *(f"{r.us_per_kb:,.0f}" for r in group),
+            f"{growth:.1f}x",
+            group[-1].code,
+        )
     console.print(table)
     console.print(
         f"worst: {worst.us_per_kb:,.0f} µs/KB ({worst.family}, {worst.chars:,} chars, "

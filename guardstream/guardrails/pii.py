@@ -95,38 +95,62 @@ _FAMILIES: tuple[tuple[str, str | re.Pattern[str], re.Pattern[str]], ...] = tupl
     for gate, hint, pattern in (
         ("A", _HINT_A, r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
         ("A", _HINT_A, r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
-        ("", "eyJ", r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,8192}\.eyJ[A-Za-z0-9_-]{5,16384}"
-                    r"\.[A-Za-z0-9_-]{10,8192}"),
+        (
+            "",
+            "eyJ",
+            r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,8192}\.eyJ[A-Za-z0-9_-]{5,16384}"
+            r"\.[A-Za-z0-9_-]{10,8192}",
+        ),
         ("B", "Bearer", r"\bBearer\s{1,8}[A-Za-z0-9._~+/-]{16,8192}={0,3}"),
         # A lazy dot ended by one literal (or the end of the text) is linear, and a bound
         # would leave the tail of a long key in the output.
-        ("-", _HINT_DASH, r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----.*?"
-                          r"(?:-----END [A-Z ]{0,40}PRIVATE KEY-----|$)"),
+        (
+            "-",
+            _HINT_DASH,
+            r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----.*?"
+            r"(?:-----END [A-Z ]{0,40}PRIVATE KEY-----|$)",
+        ),
         ("_", _HINT_UNDERSCORE, r"\bgh[pousr]_[A-Za-z0-9]{30,255}"),
         ("_", _HINT_UNDERSCORE, r"\bgithub_pat_[A-Za-z0-9_]{60,255}"),
         ("-", _HINT_DASH, r"\bxox[abpors]-[A-Za-z0-9-]{10,255}"),
         ("-", _HINT_DASH, r"\bxapp-\d-[A-Za-z0-9-]{10,255}"),
-        ("/", "hooks.slack.com",
-         r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{20,255}"),
+        (
+            "/",
+            "hooks.slack.com",
+            r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{20,255}",
+        ),
         ("-", _HINT_DASH, r"\bsk-[A-Za-z0-9_-]{20,512}"),
-        ("_", _HINT_UNDERSCORE,
-         r"(?<![A-Za-z0-9])[sr]k_(?:live|test)_[0-9A-Za-z]{16,247}(?![A-Za-z0-9])"),
+        (
+            "_",
+            _HINT_UNDERSCORE,
+            r"(?<![A-Za-z0-9])[sr]k_(?:live|test)_[0-9A-Za-z]{16,247}(?![A-Za-z0-9])",
+        ),
         ("_", _HINT_UNDERSCORE, r"(?<![A-Za-z0-9])whsec_[A-Za-z0-9+/=]{24,128}"),
         ("-", _HINT_DASH, r"(?<![A-Za-z0-9_-])glpat-[0-9A-Za-z_-]{20,64}"),
         ("_", _HINT_UNDERSCORE, r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])"),
         # Hugging Face tokens are mixed-case letters (and digits); one case only is an
         # identifier or a mask such as hf_xxxx...
-        ("_", _HINT_UNDERSCORE,
-         r"(?<![A-Za-z0-9_])hf_(?=[A-Za-z0-9]{0,39}[A-Z])(?=[A-Za-z0-9]{0,39}[a-z])"
-         r"[A-Za-z0-9]{30,40}(?![A-Za-z0-9])"),
-        ("G", "SG.",
-         r"(?<![A-Za-z0-9_-])SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"),
+        (
+            "_",
+            _HINT_UNDERSCORE,
+            r"(?<![A-Za-z0-9_])hf_(?=[A-Za-z0-9]{0,39}[A-Z])(?=[A-Za-z0-9]{0,39}[a-z])"
+            r"[A-Za-z0-9]{30,40}(?![A-Za-z0-9])",
+        ),
+        (
+            "G",
+            "SG.",
+            r"(?<![A-Za-z0-9_-])SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])",
+        ),
         ("-", _HINT_DASH, r"(?<![A-Za-z0-9_-])pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,1024}"),
         # The value only, so the connection string stays readable around the placeholder.
-        ("=", _HINT_KEY_EQ, r"(?<=AccountKey=)[A-Za-z0-9+/]{40,128}={0,2}"
-                            r"|(?<=SharedAccessKey=)[A-Za-z0-9+/]{30,128}={0,2}"),
+        (
+            "=",
+            _HINT_KEY_EQ,
+            r"(?<=AccountKey=)[A-Za-z0-9+/]{40,128}={0,2}"
+            r"|(?<=SharedAccessKey=)[A-Za-z0-9+/]{30,128}={0,2}",
+        ),
     )
-)  # fmt: skip
+)
 _GROUPED: dict[tuple[str, str | re.Pattern[str]], list[re.Pattern[str]]] = {}
 for _gate, _hint, _pattern in _FAMILIES:
     _GROUPED.setdefault((_gate, _hint), []).append(_pattern)
@@ -145,8 +169,19 @@ _LABEL_TAIL_SEP = (
     r"[\"']?"
     r"(?:\s{0,3}(?::=|=>|[:=])\s{0,3}|\s{1,3}(?:is|was):?\s{1,3}|\s{1,3}(?=[\"'`]))"
 )
-_KEY_OWNERS = ("api", "access", "private", "auth", "secret", "account", "signing", "encryption",
-               "master", "client", "app")  # fmt: skip
+_KEY_OWNERS = (
+    "api",
+    "access",
+    "private",
+    "auth",
+    "secret",
+    "account",
+    "signing",
+    "encryption",
+    "master",
+    "client",
+    "app",
+)
 # "key" alone is everyday prose; it counts only right after an owner word, checked by one
 # fixed-width look-behind per owner and separator.
 _KEY_AFTER_OWNER = "|".join(
@@ -160,10 +195,17 @@ _KEY_STEM = re.compile(
     f"(?:{_KEY_AFTER_OWNER})"
 )
 _STEMS = (
-    *((lit, re.compile(f"{lit}{rest}(?={_LABEL_TAIL_SEP})")) for lit, rest in (
-        ("secret", ""), ("pass", "(?:word|wd|phrase)?"), ("pwd", ""), ("token", ""))),
+    *(
+        (lit, re.compile(f"{lit}{rest}(?={_LABEL_TAIL_SEP})"))
+        for lit, rest in (
+            ("secret", ""),
+            ("pass", "(?:word|wd|phrase)?"),
+            ("pwd", ""),
+            ("token", ""),
+        )
+    ),
     ("key", _KEY_STEM),
-)  # fmt: skip
+)
 _LABELLED = re.compile(
     r"(?:secret|pass(?:word|wd|phrase)?|pwd|token|key)"
     + _LABEL_TAIL_SEP
@@ -172,9 +214,28 @@ _LABELLED = re.compile(
 )
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 # Values people paste instead of a secret; checked as substrings of the lowered value.
-_PLACEHOLDERS = ("changeme", "change_me", "change-me", "your", "placeholder", "redacted",
-                 "xxxx", "****", "....", "dummy", "sample", "replace", "insert", "todo",
-                 "fixme", "password", "secret", "token", "undefined", "null")  # fmt: skip
+_PLACEHOLDERS = (
+    "changeme",
+    "change_me",
+    "change-me",
+    "your",
+    "placeholder",
+    "redacted",
+    "xxxx",
+    "****",
+    "....",
+    "dummy",
+    "sample",
+    "replace",
+    "insert",
+    "todo",
+    "fixme",
+    "password",
+    "secret",
+    "token",
+    "undefined",
+    "null",
+)
 _IDENTIFIER_SYMBOLS = frozenset("_.-/")
 # Code on the right of `password =` is a call or a dotted reference (`bcrypt.hashpw(pw`,
 # `process.env.API_KEY2`), which code-review prompts are full of; secrets are neither.
@@ -281,8 +342,11 @@ def secret_value_ok(value: str) -> bool:
     # name (`settings.SECRET_KEY`, `getPassword`) unless the case flips as often as in random
     # letters (about every other character; names flip once per word).
     if not has_digit and all(c.isalnum() or c in _IDENTIFIER_SYMBOLS for c in value):
-        flips = sum(a.islower() != b.islower() for a, b in itertools.pairwise(value)
-                    if a.isalpha() and b.isalpha())  # fmt: skip
+        flips = sum(
+            a.islower() != b.islower()
+            for a, b in itertools.pairwise(value)
+            if a.isalpha() and b.isalpha()
+        )
         if flips * 4 < n:
             return False
     classes = has_lower + has_upper + has_digit + has_symbol
@@ -338,17 +402,23 @@ def _prefixed_secrets(text: str) -> list[Finding]:
         if gate and gate not in text:
             continue
         if hint in text if isinstance(hint, str) else hint.search(text):
-            out += [Finding("SECRET", m.start(), m.end(), m.group(0))
-                    for pattern in patterns for m in pattern.finditer(text)]  # fmt: skip
+            out += [
+                Finding("SECRET", m.start(), m.end(), m.group(0))
+                for pattern in patterns
+                for m in pattern.finditer(text)
+            ]
     return out
 
 
 def _labelled_secrets(text: str, lowered: str) -> list[Finding]:
     # A substring test is cheaper than a regex scan that finds nothing, except for "key",
     # which ordinary prose contains anyway.
-    starts = sorted(m.start() for literal, stem in _STEMS
-                    if literal == "key" or literal in lowered
-                    for m in stem.finditer(lowered))  # fmt: skip
+    starts = sorted(
+        m.start()
+        for literal, stem in _STEMS
+        if literal == "key" or literal in lowered
+        for m in stem.finditer(lowered)
+    )
     if not starts:
         return []
     out: list[Finding] = []
@@ -377,8 +447,11 @@ def _labelled_secrets(text: str, lowered: str) -> list[Finding]:
 def _aws_secret_findings(text: str) -> list[Finding]:
     if _RUN_40 not in text.encode("utf-8", "surrogatepass").translate(_RUN_TABLE):
         return []
-    return [Finding("SECRET", m.start(), m.end(), m.group(0)) for m in _AWS_SECRET.finditer(text)
-            if aws_secret_shape_ok(m.group(0))]  # fmt: skip
+    return [
+        Finding("SECRET", m.start(), m.end(), m.group(0))
+        for m in _AWS_SECRET.finditer(text)
+        if aws_secret_shape_ok(m.group(0))
+    ]
 
 
 def _obfuscation_hint(lowered: str) -> bool:
@@ -392,8 +465,11 @@ def _obfuscation_hint(lowered: str) -> bool:
 
 
 def _obfuscated_emails(text: str, folded: str) -> list[Finding]:
-    return [Finding("EMAIL", m.start(), m.end(), text[m.start() : m.end()])
-            for m in _OBF_EMAIL.finditer(folded) if _BRACKETED.search(m.group(0))]  # fmt: skip
+    return [
+        Finding("EMAIL", m.start(), m.end(), text[m.start() : m.end()])
+        for m in _OBF_EMAIL.finditer(folded)
+        if _BRACKETED.search(m.group(0))
+    ]
 
 
 def scan_pii(text: str, *, region: str = "US") -> list[Finding]:
@@ -410,8 +486,10 @@ def scan_pii(text: str, *, region: str = "US") -> list[Finding]:
         found += _aws_secret_findings(text)
     folded = text if ascii_text else text.translate(_CONFUSABLES)
     if "@" in text:
-        found += [Finding("EMAIL", m.start(), m.end(), text[m.start() : m.end()])
-                  for m in _EMAIL.finditer(folded)]  # fmt: skip
+        found += [
+            Finding("EMAIL", m.start(), m.end(), text[m.start() : m.end()])
+            for m in _EMAIL.finditer(folded)
+        ]
     if ("[" in text or "(" in text or "{" in text) and _obfuscation_hint(lowered):
         found += _obfuscated_emails(text, folded)
     if has_digits:
@@ -420,8 +498,11 @@ def scan_pii(text: str, *, region: str = "US") -> list[Finding]:
             for m in _IPV4.finditer(text):
                 if all(int(p) <= 255 for p in m.group(0).split(".")):
                     found.append(Finding("IPV4", m.start(), m.end(), m.group(0)))
-        found += [Finding("IBAN", m.start(), m.end(), m.group(0)) for m in _IBAN.finditer(text)
-                  if iban_ok(m.group(0))]  # fmt: skip
+        found += [
+            Finding("IBAN", m.start(), m.end(), m.group(0))
+            for m in _IBAN.finditer(text)
+            if iban_ok(m.group(0))
+        ]
     if text.count(":") >= 2:
         for m in _IPV6.finditer(text):
             try:

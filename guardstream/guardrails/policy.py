@@ -22,8 +22,16 @@ from guardstream.guardrails.injection import score_injection
 from guardstream.guardrails.pii import Finding, scan_pii
 
 Action = Literal["allow", "redact", "hash", "block"]
-_KIND_FIELD = {"EMAIL": "email", "PHONE": "phone", "CARD": "card", "IBAN": "iban",
-               "SSN": "ssn", "IPV4": "ip", "IPV6": "ip", "SECRET": "secret"}  # fmt: skip
+_KIND_FIELD = {
+    "EMAIL": "email",
+    "PHONE": "phone",
+    "CARD": "card",
+    "IBAN": "iban",
+    "SSN": "ssn",
+    "IPV4": "ip",
+    "IPV6": "ip",
+    "SECRET": "secret",
+}
 _BOUNDARY = 64
 
 
@@ -166,12 +174,21 @@ def apply_policy(
     deadline.check("scoring prompt injection")
     if policy.injection_action == "block" and injection.score >= policy.injection_threshold:
         families = ", ".join(injection.families)
-        why = (f"prompt-injection score {injection.score} reaches the tenant's threshold "
-               f"{policy.injection_threshold} ({families})")  # fmt: skip
-        return PreprocessResult(tuple(cleaned), dict(findings), injection.score,
-                                injection.families, "INJECTION_BLOCKED", why)  # fmt: skip
-    out = tuple((role, _replace(c, spans[i]) if spans[i] else c)
-                for i, (role, c) in enumerate(cleaned))  # fmt: skip
+        why = (
+            f"prompt-injection score {injection.score} reaches the tenant's threshold "
+            f"{policy.injection_threshold} ({families})"
+        )
+        return PreprocessResult(
+            tuple(cleaned),
+            dict(findings),
+            injection.score,
+            injection.families,
+            "INJECTION_BLOCKED",
+            why,
+        )
+    out = tuple(
+        (role, _replace(c, spans[i]) if spans[i] else c) for i, (role, c) in enumerate(cleaned)
+    )
     return PreprocessResult(out, dict(findings), injection.score, injection.families, None, None)
 
 

@@ -146,8 +146,10 @@ class Judge:
                 return self._usage(rec, who, data)
             return self._request(rec, who, data, deadline)
         except OverBudget as exc:
-            detail = (f"cleaning this request took over the per-record budget of "
-                      f"{exc.budget_ms} ms (at {exc.step}); send a shorter prompt")  # fmt: skip
+            detail = (
+                f"cleaning this request took over the per-record budget of "
+                f"{exc.budget_ms} ms (at {exc.step}); send a shorter prompt"
+            )
             why = [decisions.reason(Reason.PROCESSING_BUDGET_EXCEEDED, detail, "messages")]
             return self._reject(rec, who, why, _tenant_of(data))
         except Refused as exc:
@@ -210,24 +212,35 @@ class Judge:
         tenant = request.tenant_id
         spec = self.catalog.get(request.model)
         if spec is None:
-            raise Refused.one(Reason.MODEL_UNKNOWN,
-                              f"model '{request.model[:64]}' is not in the model catalog "
-                              f"(version {self.catalog.version})", "model", tenant)  # fmt: skip
+            raise Refused.one(
+                Reason.MODEL_UNKNOWN,
+                f"model '{request.model[:64]}' is not in the model catalog "
+                f"(version {self.catalog.version})",
+                "model",
+                tenant,
+            )
         if request.max_tokens > spec.max_output_tokens:
             limit = spec.max_output_tokens
-            raise Refused.one(Reason.MAX_TOKENS_EXCEEDED,
-                              f"max_tokens {request.max_tokens} exceeds {request.model}'s "
-                              f"limit of {limit}", "max_tokens", tenant)  # fmt: skip
+            raise Refused.one(
+                Reason.MAX_TOKENS_EXCEEDED,
+                f"max_tokens {request.max_tokens} exceeds {request.model}'s limit of {limit}",
+                "max_tokens",
+                tenant,
+            )
         messages = [(m.role, m.content) for m in request.messages]
         cleaned = apply_policy(messages, self.policy_for(tenant), salt=tenant, deadline=deadline)
         if cleaned.blocked is not None:
             raise Refused.one(Reason(cleaned.blocked), cleaned.blocked_detail or "", None, tenant)
         prompt_tokens = estimate_prompt_tokens(cleaned.messages, spec.family)
         if prompt_tokens + request.max_tokens > spec.context_window:
-            raise Refused.one(Reason.CONTEXT_WINDOW_EXCEEDED,
-                              f"estimated prompt tokens {prompt_tokens} + max_tokens "
-                              f"{request.max_tokens} exceed {request.model}'s context window "
-                              f"of {spec.context_window}", "messages", tenant)  # fmt: skip
+            raise Refused.one(
+                Reason.CONTEXT_WINDOW_EXCEEDED,
+                f"estimated prompt tokens {prompt_tokens} + max_tokens "
+                f"{request.max_tokens} exceed {request.model}'s context window "
+                f"of {spec.context_window}",
+                "messages",
+                tenant,
+            )
         sanitized = request.model_dump()
         sanitized["messages"] = [{"role": r, "content": c} for r, c in cleaned.messages]
         record = self._metering(rec, who, "REQUEST", tenant, request.model)

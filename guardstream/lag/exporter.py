@@ -173,11 +173,14 @@ def lag_table(snap: LagSnapshot) -> Table:
     table = Table("group", "topic", "partition", "committed", "end", "lag", "lag_s")
     for r in snap.rows:
         table.add_row(
-            r.group, r.topic, str(r.partition),
-            "-" if r.committed is None else str(r.committed), str(r.end),
+            r.group,
+            r.topic,
+            str(r.partition),
+            "-" if r.committed is None else str(r.committed),
+            str(r.end),
             f"[red]{r.lag}" if r.lag else "0",
             "?" if r.lag_seconds is None else f"{r.lag_seconds:.1f}",
-        )  # fmt: skip
+        )
     return table
 
 

@@ -381,9 +381,15 @@ def _with_head(
         return p
     ts = heads[key]
     return PartitionOffsets(
-        p.group, p.topic, p.partition, p.committed, p.start, p.end,
-        head_ts_ms=ts, head_at_end=ts is None,
-    )  # fmt: skip
+        p.group,
+        p.topic,
+        p.partition,
+        p.committed,
+        p.start,
+        p.end,
+        head_ts_ms=ts,
+        head_at_end=ts is None,
+    )
 
 
 def _state_name(description: ConsumerGroupDescription | None) -> str:

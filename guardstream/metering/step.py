@@ -87,12 +87,14 @@ class TenantState:
                 self.last_offset,
                 [self.requests.level, self.requests.last_ms],
                 [self.tokens.level, self.tokens.last_ms],
-                {k: [p.limit, p.reserved, p.charged, p.released, p.alerts, p.forecast]
-                 for k, p in self.periods.items()},
+                {
+                    k: [p.limit, p.reserved, p.charged, p.released, p.alerts, p.forecast]
+                    for k, p in self.periods.items()
+                },
                 [self.q_gc, self.q_exp, self.q_next],
             ],
             separators=(",", ":"),
-        ).encode()  # fmt: skip
+        ).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> TenantState:
@@ -200,8 +202,9 @@ class _Entries:
         return {**v, "s": v["p"]}
 
     def set_status(self, tenant: str, request_id: str, v: dict[str, Any], status: str) -> None:
-        self.put(reservation_key(tenant, request_id), {**v, "s": status, "p": v["s"],
-                                                       "by": self.at})  # fmt: skip
+        self.put(
+            reservation_key(tenant, request_id), {**v, "s": status, "p": v["s"], "by": self.at}
+        )
 
 
 class _Audits:
@@ -285,12 +288,25 @@ def step(
     if record["kind"] == "USAGE":
         _settle(state, tenant, entries, record, lim, catalog, audits)
     else:
-        decision = _decide(state, record, ingress, ikey, pos, lim, catalog, entries, audits,
-                           journal, dedup_window_ms)  # fmt: skip
+        decision = _decide(
+            state,
+            record,
+            ingress,
+            ikey,
+            pos,
+            lim,
+            catalog,
+            entries,
+            audits,
+            journal,
+            dedup_window_ms,
+        )
     if ephemeral:
         return Step(state, False, decision, audits.events, {}, tier)
-    entries.put(request_key(tenant, ikey), {"decision": decision, "audits": audits.events,
-                                            "pos": [pos.partition, pos.offset]})  # fmt: skip
+    entries.put(
+        request_key(tenant, ikey),
+        {"decision": decision, "audits": audits.events, "pos": [pos.partition, pos.offset]},
+    )
     entries.put(journal_key(tenant, state.q_next), journal)
     state.q_next += 1
     state.last_partition, state.last_offset = pos.partition, pos.offset
@@ -315,11 +331,16 @@ def _decide(
 
     def reject(code: Reason, detail: str, **extra: Any) -> dict[str, Any]:
         return decisions.decision(
-            ingress, request_id=request_id, request_source=record["request_source"],
-            tenant_id=tenant, admitted=False, reasons=[{"code": str(code), "detail": detail,
-                                                        "field": None}],
-            findings=record["findings"], injection_score=record["injection_score"], **extra,
-        )  # fmt: skip
+            ingress,
+            request_id=request_id,
+            request_source=record["request_source"],
+            tenant_id=tenant,
+            admitted=False,
+            reasons=[{"code": str(code), "detail": detail, "field": None}],
+            findings=record["findings"],
+            injection_score=record["injection_score"],
+            **extra,
+        )
 
     if lim is None:
         return reject(Reason.UNKNOWN_TENANT, f"tenant '{tenant}' is not configured")
@@ -394,9 +415,10 @@ def _decide(
     state.periods.setdefault(month, Period(limit=lim.monthly_budget_micros))
     for key in (day, month):
         state.periods[key].reserved += amount
-    entries.put(reservation_key(tenant, request_id), {
-        "a": amount, "d": day, "m": month, "s": "held", "p": None, "by": entries.at,
-        "ikey": ikey})  # fmt: skip
+    entries.put(
+        reservation_key(tenant, request_id),
+        {"a": amount, "d": day, "m": month, "s": "held", "p": None, "by": entries.at, "ikey": ikey},
+    )
     audits.add("RESERVE", request_id, amount)
     _alerts(state, (day, month), pos.ts_ms, audits)
 
@@ -455,8 +477,9 @@ def _settle(
         p.reserved -= held
         p.charged += actual
         p.released += release
-    audits.add("CHARGE", request_id, actual,
-               detail="late: the reservation had expired" if late else "")  # fmt: skip
+    audits.add(
+        "CHARGE", request_id, actual, detail="late: the reservation had expired" if late else ""
+    )
     if release:
         audits.add("RELEASE", request_id, release)
     if actual > held and not late:
@@ -532,8 +555,13 @@ def _alerts(state: TenantState, keys: tuple[str, str], now_ms: int, audits: _Aud
         # Forecast once per period, after a twenty-fourth of it, from settled spend only.
         if not p.forecast and elapsed * 24 >= length and p.charged * length > p.limit * elapsed:
             p.forecast = True
-            audits.add("ALERT_FORECAST", None, p.charged, key,
-                       "spend rate projects exhaustion before the period ends")  # fmt: skip
+            audits.add(
+                "ALERT_FORECAST",
+                None,
+                p.charged,
+                key,
+                "spend rate projects exhaustion before the period ends",
+            )
 
 
 def _prune(state: TenantState, now_ms: int) -> None:

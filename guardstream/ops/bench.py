@@ -127,9 +127,12 @@ def offline_judge(
     codec.use_output_ids({t.name: 100 + i for i, t in enumerate(TOPICS) if t.schema})
     budget = settings.record_budget_ms if record_budget_ms is None else record_budget_ms
     judge = Judge(
-        codec, cached_catalog(settings.model_catalog), settings.max_record_bytes,
-        lambda _tenant: policy, budget,
-    )  # fmt: skip
+        codec,
+        cached_catalog(settings.model_catalog),
+        settings.max_record_bytes,
+        lambda _tenant: policy,
+        budget,
+    )
     return judge, registry
 
 
@@ -242,8 +245,13 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
 
     run = uuid.uuid4().hex[:6]
     tmp = Path(tempfile.mkdtemp(prefix="gsbench"))
-    s = settings.model_copy(update={"topic_prefix": f"gsbench{run}", "app_id": f"gsbench{run}",
-                                    "worker_state_dir": tmp / "state"})  # fmt: skip
+    s = settings.model_copy(
+        update={
+            "topic_prefix": f"gsbench{run}",
+            "app_id": f"gsbench{run}",
+            "worker_state_dir": tmp / "state",
+        }
+    )
     ensure_topics(s)
     registry = Registry(s)
     schema_ops.register_all(s, registry)
@@ -251,10 +259,15 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
     registry.close()
     assert request_id is not None
     tenants = [f"bench{i:02d}" for i in range(50)]
-    (tmp / "tenants.yaml").write_text("tenants:\n" + "".join(
-        f"  - tenant_id: {t}\n    tier: premium\n    requests_per_minute: 100000000\n"
-        f"    tokens_per_minute: 100000000000\n    burst_requests: 100000000\n"
-        f"    burst_tokens: 100000000000\n" for t in tenants))  # fmt: skip
+    (tmp / "tenants.yaml").write_text(
+        "tenants:\n"
+        + "".join(
+            f"  - tenant_id: {t}\n    tier: premium\n    requests_per_minute: 100000000\n"
+            f"    tokens_per_minute: 100000000000\n    burst_requests: 100000000\n"
+            f"    burst_tokens: 100000000000\n"
+            for t in tenants
+        )
+    )
     tenant_ops.apply(s, tmp / "tenants.yaml")
     env = {
         **os.environ,
@@ -263,18 +276,29 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
         "GUARDSTREAM_WORKER_STATE_DIR": str(tmp / "state"),
     }
     log = (tmp / "worker.log").open("wb")
-    worker = subprocess.Popen([sys.executable, "-m", "guardstream", "worker"], env=env,
-                              stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "guardstream", "worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     schema = reader_schema("request")
     rnd = random.Random(7)
     producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 5, "log_level": 0})
 
     def send(i: int) -> None:
         tenant = tenants[i % len(tenants)]
-        data = {"tenant_id": tenant, "model": "gpt-4o-mini", "max_tokens": 256,
-                "messages": [{"role": "user", "content": prompt(rnd, 1000, rnd.random() < 0.2)}],
-                "temperature": None, "top_p": None, "stop": None, "idempotency_key": None,
-                "metadata": {}}  # fmt: skip
+        data = {
+            "tenant_id": tenant,
+            "model": "gpt-4o-mini",
+            "max_tokens": 256,
+            "messages": [{"role": "user", "content": prompt(rnd, 1000, rnd.random() < 0.2)}],
+            "temperature": None,
+            "top_p": None,
+            "stop": None,
+            "idempotency_key": None,
+            "metadata": {},
+        }
         headers: list[tuple[str, str | bytes | None]] = [
             ("ce_specversion", b"1.0"),
             ("ce_id", f"{run}-{i}".encode()),
@@ -282,12 +306,22 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
             ("ce_type", REQUEST_TYPE.encode()),
             ("content-type", b"application/avro"),
         ]
-        producer.produce(s.topic("requests"), key=tenant.encode(),
-                         value=encode(request_id, schema, data), headers=headers)  # fmt: skip
+        producer.produce(
+            s.topic("requests"),
+            key=tenant.encode(),
+            value=encode(request_id, schema, data),
+            headers=headers,
+        )
         producer.poll(0)
 
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"bench{run}",
-                         "enable.auto.commit": False, "log_level": 0})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": s.kafka_bootstrap,
+            "group.id": f"bench{run}",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
     parts = []
     for short in ("admitted", "rejected"):
         t = s.topic(short)
@@ -358,8 +392,14 @@ def _fill_ingress_ts(s: Settings, out: dict[str, int]) -> None:
     """Request id → the request record's broker timestamp (produce time)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": "unused",
-                  "enable.auto.commit": False, "log_level": 0})  # fmt: skip
+    c = Consumer(
+        {
+            "bootstrap.servers": s.kafka_bootstrap,
+            "group.id": "unused",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
     t = s.topic("requests")
     parts = list(c.list_topics(t, timeout=10).topics[t].partitions)
     ends = {p: c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for p in parts}
@@ -381,11 +421,16 @@ async def _passthrough(s: Settings, count: int) -> float:
     """Records/s of a plain aiokafka consume→produce of the requests topic."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    consumer = AIOKafkaConsumer(s.topic("requests"), bootstrap_servers=s.kafka_bootstrap,
-                                group_id=f"{s.app_id}-passthrough", auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=64 * 1024 * 1024)  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=10,
-                                max_request_size=64 * 1024 * 1024)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        s.topic("requests"),
+        bootstrap_servers=s.kafka_bootstrap,
+        group_id=f"{s.app_id}-passthrough",
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=64 * 1024 * 1024,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=s.kafka_bootstrap, linger_ms=10, max_request_size=64 * 1024 * 1024
+    )
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.cimpl import NewTopic
 
@@ -401,8 +446,7 @@ async def _passthrough(s: Settings, count: int) -> float:
     try:
         async for msg in consumer:
             start = start or time.monotonic()
-            await producer.send(sink, key=msg.key, value=msg.value,
-                                headers=list(msg.headers))  # fmt: skip
+            await producer.send(sink, key=msg.key, value=msg.value, headers=list(msg.headers))
             seen += 1
             if seen >= count:
                 break

@@ -167,9 +167,12 @@ class RequestProducer:
         msg = to_binary(event, JSONFormat())
         key = str(req.data.get("tenant_id", "")).encode() or None
         self._producer.produce(
-            self.topic, key=key, value=msg.value, headers=list(msg.headers.items()),
+            self.topic,
+            key=key,
+            value=msg.value,
+            headers=list(msg.headers.items()),
             on_delivery=self._done,
-        )  # fmt: skip
+        )
         self._producer.poll(0)
 
     def flush(self, timeout_s: float = 30.0) -> None:

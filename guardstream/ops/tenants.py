@@ -53,9 +53,13 @@ def read_all(settings: Settings) -> dict[str, TenantConfig]:
     registry = Registry(settings)
     codec = Codec(settings, registry)
     consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": "guardstream-tenants-show",
-         "enable.auto.commit": False, "log_level": 0},
-    )  # fmt: skip
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": "guardstream-tenants-show",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        },
+    )
     topic = settings.topic("tenants")
     try:
         md = consumer.list_topics(topic, timeout=10).topics[topic]
@@ -106,14 +110,21 @@ def fetch_live(settings: Settings, tenant_id: str, timeout_s: float = 10.0) -> L
     try:
         body: dict[str, Any] = resp.json()
     except ValueError:
-        return Live(None, resp.status_code, f"{base} answered HTTP {resp.status_code} without "
-                    "JSON: is GUARDSTREAM_WORKER_URL a guardstream worker?")  # fmt: skip
+        return Live(
+            None,
+            resp.status_code,
+            f"{base} answered HTTP {resp.status_code} without "
+            "JSON: is GUARDSTREAM_WORKER_URL a guardstream worker?",
+        )
     if resp.status_code == 200:
         return Live(body, 200, None)
     if resp.status_code == 503:
         reasons = ", ".join(body.get("reasons") or []) or "unavailable"
-        return Live(None, 503, f"the worker at {base} cannot answer yet ({reasons}): "
-                               "try again in a few seconds")  # fmt: skip
+        return Live(
+            None,
+            503,
+            f"the worker at {base} cannot answer yet ({reasons}): try again in a few seconds",
+        )
     return Live(None, resp.status_code, f"{base}: {body.get('error', resp.reason_phrase)}")
 
 

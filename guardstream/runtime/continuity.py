@@ -42,10 +42,15 @@ class BrokerRecords:
         """Records with offsets in [first, end) (blocking; run it in a thread)."""
         with self._lock:
             if self._consumer is None:
-                self._consumer = Consumer({
-                    "bootstrap.servers": self.bootstrap, "group.id": "guardstream-gap-check",
-                    "enable.auto.commit": False, "isolation.level": "read_uncommitted",
-                    "log_level": 0})  # fmt: skip
+                self._consumer = Consumer(
+                    {
+                        "bootstrap.servers": self.bootstrap,
+                        "group.id": "guardstream-gap-check",
+                        "enable.auto.commit": False,
+                        "isolation.level": "read_uncommitted",
+                        "log_level": 0,
+                    }
+                )
             consumer = self._consumer
             consumer.assign([TopicPartition(topic, partition, first)])
             found = 0
@@ -90,16 +95,29 @@ class InputWatch:
                     None, self.broker.count, tp.topic, tp.partition, first, end
                 )
             except Exception as exc:  # the check must never disturb the stream
-                log.warning("%s: could not check offsets %d-%d of %s[%d]: %r",
-                            self.stage, first, end - 1, tp.topic, tp.partition, exc)  # fmt: skip
+                log.warning(
+                    "%s: could not check offsets %d-%d of %s[%d]: %r",
+                    self.stage,
+                    first,
+                    end - 1,
+                    tp.topic,
+                    tp.partition,
+                    exc,
+                )
                 return
             if lost:
                 labelled(INPUT_GAPS, self.stage).inc(lost)
                 log.error(
                     "%s: %d record(s) of %s[%d] between offsets %d and %d %s; they are not "
                     "committed, so restarting this worker re-reads them",
-                    self.stage, lost, tp.topic, tp.partition, first, end - 1, how,
-                )  # fmt: skip
+                    self.stage,
+                    lost,
+                    tp.topic,
+                    tp.partition,
+                    first,
+                    end - 1,
+                    how,
+                )
 
         task = asyncio.ensure_future(confirm())
         self._checks.add(task)  # keep a reference until it is done
@@ -108,11 +126,19 @@ class InputWatch:
     def see(self, msg: Any) -> None:
         """Call with every message the agent receives, before processing it."""
         self.last_seen = time.monotonic()
-        missing = self.tracker.see(self.app.consumer_generation_id, (msg.topic, msg.partition),
-                                   msg.offset, self._committed(msg.tp))  # fmt: skip
+        missing = self.tracker.see(
+            self.app.consumer_generation_id,
+            (msg.topic, msg.partition),
+            msg.offset,
+            self._committed(msg.tp),
+        )
         if missing:
-            self._suspect(msg.tp, msg.offset - missing, msg.offset,
-                          f"never reached the agent (it got {msg.offset} next)")  # fmt: skip
+            self._suspect(
+                msg.tp,
+                msg.offset - missing,
+                msg.offset,
+                f"never reached the agent (it got {msg.offset} next)",
+            )
 
     async def check_idle(self) -> None:
         """Count records the consumer read past while this agent received nothing."""
@@ -132,8 +158,10 @@ class InputWatch:
             if tp.topic not in self.topics:
                 continue
             last_read = read.get(tp)
-            missing = self.tracker.stranded((tp.topic, tp.partition), last_read,
-                                            self._committed(tp))  # fmt: skip
+            missing = self.tracker.stranded(
+                (tp.topic, tp.partition), last_read, self._committed(tp)
+            )
             if missing and last_read is not None:
-                self._suspect(tp, last_read - missing + 1, last_read + 1,
-                              "were read but never arrived")  # fmt: skip
+                self._suspect(
+                    tp, last_read - missing + 1, last_read + 1, "were read but never arrived"
+                )

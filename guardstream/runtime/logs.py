@@ -34,10 +34,21 @@ _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-
 #: `extra=` keys copied into the JSON object: identifiers, codes and numbers only.
 EXTRA_FIELDS = frozenset(
     {
-        "stage", "topic", "partition", "offset", "reason", "outcome", "tenant_tier",
-        "decision_id", "schema_id", "duration_ms", "count", "group", "error_type",
+        "stage",
+        "topic",
+        "partition",
+        "offset",
+        "reason",
+        "outcome",
+        "tenant_tier",
+        "decision_id",
+        "schema_id",
+        "duration_ms",
+        "count",
+        "group",
+        "error_type",
     }
-)  # fmt: skip
+)
 
 
 def trace_id_from_traceparent(traceparent: str | None) -> str | None:

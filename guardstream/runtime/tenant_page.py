@@ -93,10 +93,13 @@ def register_tenant_page(app: faust.App, tables: Tables, tiers: Tiers) -> None:
             ready = readiness(app)
             if not ready.ready:
                 return self.json(
-                    {"error": "this worker is not ready; try again shortly",
-                     "reasons": ready.reasons, "answered_by": me},
+                    {
+                        "error": "this worker is not ready; try again shortly",
+                        "reasons": ready.reasons,
+                        "answered_by": me,
+                    },
                     status=503,
-                )  # fmt: skip
+                )
             if not tables.tenants.ready.is_set():
                 return self.json(
                     unavailable("tenant_directory_loading", "tenant configuration still loading"),
@@ -132,8 +135,9 @@ def register_tenant_page(app: faust.App, tables: Tables, tiers: Tiers) -> None:
             try:
                 body = local_view(tables, tiers, tenant_id, now_ms, me)
             except UnknownTenantError as exc:
-                return self.json({"error": str(exc), "tenant_id": tenant_id,
-                                  "answered_by": me}, status=404)  # fmt: skip
+                return self.json(
+                    {"error": str(exc), "tenant_id": tenant_id, "answered_by": me}, status=404
+                )
             return self.json(body)
 
     log.debug("%s registered as %s", TENANT_STATE_PATH, TenantStateView.__name__)

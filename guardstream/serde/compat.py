@@ -43,9 +43,12 @@ def _index(t: Any, named: dict[str, Any]) -> Any:
 
 
 def reader_problems(
-    reader: Any, writer: Any, path: str = "", rn: dict[str, Any] | None = None,
+    reader: Any,
+    writer: Any,
+    path: str = "",
+    rn: dict[str, Any] | None = None,
     wn: dict[str, Any] | None = None,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """Why data written with `writer` cannot be read with `reader` (empty when it can)."""
     rn = {} if rn is None else rn
     wn = {} if wn is None else wn

@@ -113,10 +113,22 @@ def _kafka_config(settings: Settings, home: Path) -> Path:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         libs = fetch.kafka_home(settings) / "libs"
         out = subprocess.run(
-            [settings.java, "-cp", f"{libs}/*", *_log4j(home), "kafka.tools.StorageTool",
-             "format", "-t", cluster_id, "-c", str(conf)],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            [
+                settings.java,
+                "-cp",
+                f"{libs}/*",
+                *_log4j(home),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(conf),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if out.returncode != 0:
             raise GuardstreamError(
                 f"formatting the broker's storage failed: {(out.stderr or out.stdout)[-300:]}",
@@ -195,11 +207,20 @@ def up(settings: Settings, console: Console) -> None:
         home.mkdir(parents=True, exist_ok=True)
         conf = _kafka_config(settings, home)
         kafka.start(
-            [settings.java, *settings.kafka_heap.split(), "-XX:+UseG1GC",
-             "-Djava.awt.headless=true", f"{'-Dguardstream.service='}kafka", *_log4j(home),
-             "-cp", f"{libs}/*", "kafka.Kafka", str(conf)],
+            [
+                settings.java,
+                *settings.kafka_heap.split(),
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"{'-Dguardstream.service='}kafka",
+                *_log4j(home),
+                "-cp",
+                f"{libs}/*",
+                "kafka.Kafka",
+                str(conf),
+            ],
             cwd=home,
-        )  # fmt: skip
+        )
     if registry.pid() is None:
         if port_open(settings.host, settings.registry_port):
             raise _port_taken_error(
@@ -211,14 +232,20 @@ def up(settings: Settings, console: Console) -> None:
         # A file-backed H2 database, so registered schemas survive a restart of the stack.
         db = f"jdbc:h2:file:{home / 'db'};DB_CLOSE_ON_EXIT=FALSE"
         registry.start(
-            [settings.java, *settings.registry_heap.split(), "-Dguardstream.service=registry",
-             f"-Dquarkus.http.host={settings.host}",
-             f"-Dquarkus.http.port={settings.registry_port}",
-             "-Dapicurio.storage.kind=sql", "-Dapicurio.storage.sql.kind=h2",
-             f"-Dapicurio.datasource.url={db}",
-             "-jar", str(fetch.registry_jar(app))],
+            [
+                settings.java,
+                *settings.registry_heap.split(),
+                "-Dguardstream.service=registry",
+                f"-Dquarkus.http.host={settings.host}",
+                f"-Dquarkus.http.port={settings.registry_port}",
+                "-Dapicurio.storage.kind=sql",
+                "-Dapicurio.storage.sql.kind=h2",
+                f"-Dapicurio.datasource.url={db}",
+                "-jar",
+                str(fetch.registry_jar(app)),
+            ],
             cwd=home,
-        )  # fmt: skip
+        )
 
     _wait("broker", lambda: broker_ready(settings), kafka, settings, console)
     _wait("registry", lambda: registry_ready(settings), registry, settings, console)

@@ -56,9 +56,13 @@ class TenantDirectory:
     def _run(self) -> None:
         topic = self.settings.topic("tenants")
         consumer = Consumer(
-            {"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": "unused",
-             "enable.auto.commit": False, "log_level": 0},
-        )  # fmt: skip
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "group.id": "unused",
+                "enable.auto.commit": False,
+                "log_level": 0,
+            },
+        )
         try:
             partitions = list(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
             ends = {p: high_watermark(consumer, topic, p) for p in partitions}
@@ -102,6 +106,7 @@ class TenantDirectory:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
             except Exception:
-                log.exception("tenant config for %r does not decode; keeping the previous one",
-                              tenant)  # fmt: skip
+                log.exception(
+                    "tenant config for %r does not decode; keeping the previous one", tenant
+                )
                 return

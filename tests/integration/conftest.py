@@ -144,10 +144,14 @@ class Results:
         self.registry = Registry(settings)
         self.codec = Codec(settings, self.registry)
         self.consumer = Consumer(
-            {"bootstrap.servers": settings.kafka_bootstrap, "group.id": "unused",
-             "enable.auto.commit": False, "log_level": 0,
-             "fetch.message.max.bytes": 64 * 1024 * 1024},
-        )  # fmt: skip
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": "unused",
+                "enable.auto.commit": False,
+                "log_level": 0,
+                "fetch.message.max.bytes": 64 * 1024 * 1024,
+            },
+        )
         parts = []
         for short in ("admitted", "rejected", "deadletter"):
             topic = settings.topic(short)

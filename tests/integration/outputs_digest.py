@@ -49,24 +49,36 @@ def _inputs(settings: Settings, request_id: int, usage_id: int) -> list[RawRecor
         (c.value, c.headers) for c in hostile.build(request_id, usage_id)
     ]
     for i, unit in enumerate(FAMILIES.values()):
-        value = encode(request_id, reader_schema("request"),
-                       hostile.request(messages=hostile.user(fill(unit, 2048))))  # fmt: skip
+        value = encode(
+            request_id,
+            reader_schema("request"),
+            hostile.request(messages=hostile.user(fill(unit, 2048))),
+        )
         raws.append((value, hostile.headers(f"family-{i}")))
     for i in range(40):  # valid requests across tenants, some with PII, one resent
         tenant = ("acme", "initech", "corpus")[i % 3]
         text = f"message {i}: write to jane{i % 4}@example.com or call +1 415 555 013{i % 10}"
         data = hostile.request(tenant_id=tenant, messages=hostile.user(text))
-        raws.append((encode(request_id, reader_schema("request"), data),
-                     hostile.headers(f"r-{i % 39}")))  # fmt: skip
+        raws.append(
+            (encode(request_id, reader_schema("request"), data), hostile.headers(f"r-{i % 39}"))
+        )
     out = [
         RawRecord(Ingress(topic, 0, i, T0 + i), b"k", value, headers)
         for i, (value, headers) in enumerate(raws)
     ]
     usage_topic = settings.topic("usage")
     for i in range(10):  # usage for some of the valid requests above, and one unknown
-        value = encode(usage_id, reader_schema("usage"), {
-            "request_id": f"r-{i}", "tenant_id": "acme", "model": "gpt-4o-mini",
-            "input_tokens": 10 + i, "output_tokens": 5})  # fmt: skip
+        value = encode(
+            usage_id,
+            reader_schema("usage"),
+            {
+                "request_id": f"r-{i}",
+                "tenant_id": "acme",
+                "model": "gpt-4o-mini",
+                "input_tokens": 10 + i,
+                "output_tokens": 5,
+            },
+        )
         headers = hostile.headers(f"u-{i}")
         headers = [(k, USAGE_TYPE.encode() if k == "ce_type" else v) for k, v in headers]
         out.append(RawRecord(Ingress(usage_topic, 0, i, T0 + 10_000 + i), b"acme", value, headers))
@@ -84,8 +96,9 @@ def main() -> None:
     assert request_id is not None and usage_id is not None
     catalog = cached_catalog(settings.model_catalog)
     tiers = load_tiers(settings.tiers_file)
-    configs = {c.tenant_id: c for c in load_tenants_file(
-        Path(__file__).parent / "tenants.yaml", tiers)}  # fmt: skip
+    configs = {
+        c.tenant_id: c for c in load_tenants_file(Path(__file__).parent / "tenants.yaml", tiers)
+    }
     digests: list[str] = []
     for policy in (DEFAULT_POLICY, WORST_POLICY):
         # No time budget: whether a record runs over one depends on the machine, not the input.
@@ -100,10 +113,13 @@ def main() -> None:
             record: dict[str, Any] = codec.decode(out.value, "metering")
             tenant = record["tenant_id"]
             step = metering.step(
-                states.get(tenant, metering.TenantState()), record,
+                states.get(tenant, metering.TenantState()),
+                record,
                 metering.Position(1, n, T0 + 60_000 + 50 * n),
-                metering.limits(tenant, configs.get(tenant), tiers), catalog, table.get,
-            )  # fmt: skip
+                metering.limits(tenant, configs.get(tenant), tiers),
+                catalog,
+                table.get,
+            )
             for key, value in step.writes.items():
                 if value is None:
                     table.pop(key, None)
@@ -111,8 +127,11 @@ def main() -> None:
                     table[key] = value
             states[tenant] = metering.TenantState.from_bytes(step.state.to_bytes())
             digests += [_digest(o) for o in step_outcomes(codec, step, record, out.key)]
-        digests.append(hashlib.sha256(json.dumps(sorted(
-            (k.hex(), v.hex()) for k, v in table.items())).encode()).hexdigest())  # fmt: skip
+        digests.append(
+            hashlib.sha256(
+                json.dumps(sorted((k.hex(), v.hex()) for k, v in table.items())).encode()
+            ).hexdigest()
+        )
     registry.close()
     print(json.dumps(digests))
 

@@ -38,8 +38,13 @@ def test_corpus_interleaved_with_valid_requests(
     cases = hostile.build(request_id, usage_id)
     assert len(cases) >= 60
 
-    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "log_level": 0,
-                         "message.max.bytes": 64 * 1024 * 1024})  # fmt: skip
+    producer = Producer(
+        {
+            "bootstrap.servers": stack.kafka_bootstrap,
+            "log_level": 0,
+            "message.max.bytes": 64 * 1024 * 1024,
+        }
+    )
     sent: dict[tuple[int, int], hostile.Case | None] = {}
     pending: list[tuple[hostile.Case | None, Any]] = []
 
@@ -54,10 +59,20 @@ def test_corpus_interleaved_with_valid_requests(
     for case in cases:
         # A valid request before each case, all on one partition: bad input must not stall it.
         good_headers = hostile.headers(f"valid-{uuid.uuid4()}")
-        producer.produce(stack.topic("requests"), key=b"corpus", value=valid_value,
-                         headers=good_headers, on_delivery=delivered(None))  # fmt: skip
-        producer.produce(stack.topic("requests"), key=b"corpus", value=case.value,
-                         headers=case.headers, on_delivery=delivered(case))  # fmt: skip
+        producer.produce(
+            stack.topic("requests"),
+            key=b"corpus",
+            value=valid_value,
+            headers=good_headers,
+            on_delivery=delivered(None),
+        )
+        producer.produce(
+            stack.topic("requests"),
+            key=b"corpus",
+            value=case.value,
+            headers=case.headers,
+            on_delivery=delivered(case),
+        )
         producer.poll(0)
         pending.append((case, None))
     assert producer.flush(60) == 0
@@ -96,12 +111,15 @@ def test_corpus_interleaved_with_valid_requests(
             problems.append(f"{name}: {len(got)} outcomes {[t for t, _ in got]}")
             continue
         topic, record = got[0]
-        code = record.get("error_code") or (record["reasons"][0]["code"] if record.get(
-            "reasons") else None)  # fmt: skip
+        code = record.get("error_code") or (
+            record["reasons"][0]["code"] if record.get("reasons") else None
+        )
         want_topic, want_code = ("admitted", None) if case is None else (case.topic, case.code)
         if (topic, code) != (want_topic, want_code):
-            problems.append(f"{name}: got {topic}/{code}, want {want_topic}/{want_code} "
-                            f"({record.get('error_detail') or record.get('reasons')})")  # fmt: skip
+            problems.append(
+                f"{name}: got {topic}/{code}, want {want_topic}/{want_code} "
+                f"({record.get('error_detail') or record.get('reasons')})"
+            )
             continue
         if case is None:
             continue

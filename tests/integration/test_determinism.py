@@ -20,8 +20,13 @@ def _digests(settings: Settings, seed: str) -> list[str]:
     env = {**worker_env(settings), "PYTHONHASHSEED": seed}
     done = subprocess.run(
         [sys.executable, "-m", "tests.integration.outputs_digest"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     digests: list[str] = json.loads(done.stdout)
     return digests

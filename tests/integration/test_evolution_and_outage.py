@@ -40,15 +40,23 @@ def _send(stack: Settings, schema_id: int, schema: Any, data: dict[str, Any], te
         ("ce_type", REQUEST_TYPE.encode()),
         ("content-type", b"application/avro"),
     ]
-    producer.produce(stack.topic("requests"), key=tenant.encode(),
-                     value=encode(schema_id, schema, data), headers=headers)  # fmt: skip
+    producer.produce(
+        stack.topic("requests"),
+        key=tenant.encode(),
+        value=encode(schema_id, schema, data),
+        headers=headers,
+    )
     assert producer.flush(10) == 0
     return rid
 
 
 def _base(tenant: str = "acme") -> dict[str, Any]:
-    return {"tenant_id": tenant, "model": "gpt-4o-mini", "max_tokens": 32,
-            "messages": [{"role": "user", "content": "hello there"}]}  # fmt: skip
+    return {
+        "tenant_id": tenant,
+        "model": "gpt-4o-mini",
+        "max_tokens": 32,
+        "messages": [{"role": "user", "content": "hello there"}],
+    }
 
 
 def test_a_producer_on_an_older_schema_version_still_gets_decisions(
@@ -78,8 +86,9 @@ def test_registry_outage_delays_records_instead_of_rejecting_them(
     stack: Settings, worker: Worker, results: Results
 ) -> None:
     newer = copy.deepcopy(load_all()["request"])
-    newer["fields"].append({"name": f"x_{uuid.uuid4().hex[:8]}", "type": ["null", "string"],
-                            "default": None})  # fmt: skip
+    newer["fields"].append(
+        {"name": f"x_{uuid.uuid4().hex[:8]}", "type": ["null", "string"], "default": None}
+    )
     registry = Registry(stack)
     new_id = registry.register(subject_for(stack, "requests"), json.dumps(newer))
     registry.close()
@@ -110,15 +119,22 @@ def test_tenant_change_applies_to_the_next_request_without_restart(
     registry.close()
     assert rid_id is not None
     parsed = fastavro.parse_schema(schema)
-    full = {**_base(tenant), "temperature": None, "top_p": None, "stop": None,
-            "idempotency_key": None, "metadata": {}}  # fmt: skip
+    full = {
+        **_base(tenant),
+        "temperature": None,
+        "top_p": None,
+        "stop": None,
+        "idempotency_key": None,
+        "metadata": {},
+    }
     first = _send(stack, rid_id, parsed, full, tenant)
     assert [t for t, _, _ in results.wait_for(lambda t, r: r.get("request_id") == first)] == [
         "admitted"
     ]
     pid = worker.proc.pid
-    f.write_text(f"tenants:\n  - tenant_id: {tenant}\n    tier: premium\n"
-                 "    daily_budget_micros: 0\n")  # fmt: skip
+    f.write_text(
+        f"tenants:\n  - tenant_id: {tenant}\n    tier: premium\n    daily_budget_micros: 0\n"
+    )
     tenant_ops.apply(stack, f)
     time.sleep(2)
     second = _send(stack, rid_id, parsed, full, tenant)

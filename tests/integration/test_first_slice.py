@@ -51,19 +51,26 @@ def _sdk_message(settings: Settings, data: dict[str, Any]) -> tuple[str, Any]:
     value = serializer(data, SerializationContext(settings.topic("requests"), MessageField.VALUE))
     rid = str(uuid.uuid4())
     event = CloudEvent(
-        attributes={"type": REQUEST_TYPE, "source": "/tests/sdk", "id": rid,
-                    "datacontenttype": "application/avro", "partitionkey": data["tenant_id"],
-                    "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+        attributes={
+            "type": REQUEST_TYPE,
+            "source": "/tests/sdk",
+            "id": rid,
+            "datacontenttype": "application/avro",
+            "partitionkey": data["tenant_id"],
+            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        },
         data=value,
-    )  # fmt: skip
+    )
     return rid, to_binary(event, JSONFormat())
 
 
 def _send(producer: Producer, settings: Settings, msg: Any) -> None:
     producer.produce(
-        settings.topic("requests"), key=msg.key, value=msg.value,
+        settings.topic("requests"),
+        key=msg.key,
+        value=msg.value,
         headers=list(msg.headers.items()) if isinstance(msg.headers, dict) else msg.headers,
-    )  # fmt: skip
+    )
     producer.flush(10)
 
 
@@ -90,8 +97,13 @@ def test_sdk_request_is_admitted(
 
 
 def _headers(rid: str, **drop: bool) -> list[tuple[str, bytes]]:
-    h = [("ce_specversion", b"1.0"), ("ce_id", rid.encode()), ("ce_source", b"/tests/raw"),
-         ("ce_type", REQUEST_TYPE.encode()), ("content-type", b"application/avro")]  # fmt: skip
+    h = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", rid.encode()),
+        ("ce_source", b"/tests/raw"),
+        ("ce_type", REQUEST_TYPE.encode()),
+        ("content-type", b"application/avro"),
+    ]
     return [(k, v) for k, v in h if not drop.get(k)]
 
 
@@ -99,17 +111,34 @@ def _headers(rid: str, **drop: bool) -> list[tuple[str, bytes]]:
     ("name", "value", "drop_id", "topic", "code"),
     [
         ("garbage", b"\x93\x11garbage bytes \xff\xfe", False, "deadletter", "AVRO_FRAMING_INVALID"),
-        ("wrong magic", b"\x01\x00\x00\x00\x01\x08acme", False, "deadletter",
-         "AVRO_FRAMING_INVALID"),
-        ("unknown schema id", b"\x00\x7f\xff\xff\x01\x08acme", False, "deadletter",
-         "SCHEMA_UNKNOWN"),
+        (
+            "wrong magic",
+            b"\x01\x00\x00\x00\x01\x08acme",
+            False,
+            "deadletter",
+            "AVRO_FRAMING_INVALID",
+        ),
+        (
+            "unknown schema id",
+            b"\x00\x7f\xff\xff\x01\x08acme",
+            False,
+            "deadletter",
+            "SCHEMA_UNKNOWN",
+        ),
         ("missing ce_id", None, True, "deadletter", "CE_ATTRIBUTE_MISSING"),
     ],
-)  # fmt: skip
+)
 def test_bad_records_end_somewhere_and_the_partition_keeps_flowing(
-    stack: Settings, worker: Worker, results: Results, raw_producer: Producer,
-    name: str, value: bytes | None, drop_id: bool, topic: str, code: str,
-) -> None:  # fmt: skip
+    stack: Settings,
+    worker: Worker,
+    results: Results,
+    raw_producer: Producer,
+    name: str,
+    value: bytes | None,
+    drop_id: bool,
+    topic: str,
+    code: str,
+) -> None:
     bad_id = f"bad-{uuid.uuid4()}"
     good_id, good = _sdk_message(stack, _data("initech"))
     if value is None:  # a well-formed body whose envelope lacks ce_id
@@ -164,8 +193,11 @@ def _check(settings: Settings, schema_dir: Path) -> subprocess.CompletedProcess[
     env = {**worker_env(settings), "GUARDSTREAM_SCHEMA_DIR": str(schema_dir)}
     return subprocess.run(
         [sys.executable, "-m", "guardstream", "schemas", "check"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_schemas_check_rejects_incompatible_and_accepts_compatible(
@@ -197,8 +229,13 @@ def test_transactional_clients_markers_are_not_reported_as_lost_records(
     # A client producing in transactions leaves a commit marker after each batch: offsets
     # the worker never receives as records. The input-gap check must confirm with the
     # broker that nothing was there, and every request must still be decided.
-    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "log_level": 0,
-                         "transactional.id": f"tests-{uuid.uuid4()}"})  # fmt: skip
+    producer = Producer(
+        {
+            "bootstrap.servers": stack.kafka_bootstrap,
+            "log_level": 0,
+            "transactional.id": f"tests-{uuid.uuid4()}",
+        }
+    )
     producer.init_transactions(30)
     ids = []
     for _batch in range(4):
@@ -206,8 +243,12 @@ def test_transactional_clients_markers_are_not_reported_as_lost_records(
         for _ in range(3):
             rid, msg = _sdk_message(stack, _data("hooli"))
             ids.append(rid)
-            producer.produce(stack.topic("requests"), key=b"hooli", value=msg.value,
-                             headers=list(msg.headers.items()))  # fmt: skip
+            producer.produce(
+                stack.topic("requests"),
+                key=b"hooli",
+                value=msg.value,
+                headers=list(msg.headers.items()),
+            )
         producer.commit_transaction(30)
     hits = results.wait_for(lambda t, r: r.get("request_id") in ids, count=len(ids))
     assert sorted(r["request_id"] for _, r, _ in hits) == sorted(ids)

@@ -41,17 +41,23 @@ def _produce(settings: Settings, topic: str, partition: int, ages_s: list[int]) 
     now_ms = int(time.time() * 1000)
     p = Producer({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
     for i, age in enumerate(ages_s):
-        p.produce(topic, value=f"r{i}".encode(), partition=partition,
-                  timestamp=now_ms - age * 1000)  # fmt: skip
+        p.produce(topic, value=f"r{i}".encode(), partition=partition, timestamp=now_ms - age * 1000)
     assert p.flush(30) == 0
 
 
 def _commit(settings: Settings, group: str, topic: str, offsets: dict[int, int]) -> None:
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
-                  "enable.auto.commit": False, "log_level": 0})  # fmt: skip
+    c = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
     try:
-        c.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()],
-                 asynchronous=False)  # fmt: skip
+        c.commit(
+            offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False
+        )
     finally:
         c.close()
 
@@ -59,8 +65,10 @@ def _commit(settings: Settings, group: str, topic: str, offsets: dict[int, int])
 def _lag(group: str) -> list[dict[str, Any]]:
     out = subprocess.run(
         [sys.executable, "-m", "guardstream", "lag", "--group", group, "--json"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 

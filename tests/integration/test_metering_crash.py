@@ -64,8 +64,14 @@ class Collector(threading.Thread):
         self.lock = threading.Lock()
 
     def run(self) -> None:
-        c = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": "unused",
-                      "enable.auto.commit": False, "log_level": 0})  # fmt: skip
+        c = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "group.id": "unused",
+                "enable.auto.commit": False,
+                "log_level": 0,
+            }
+        )
         parts = []
         for short in ("admitted", "rejected", "audit"):
             topic = self.settings.topic(short)
@@ -97,8 +103,13 @@ class Collector(threading.Thread):
 
 
 def _headers(ce_id: str, ce_type: str) -> list[tuple[str, bytes]]:
-    return [("ce_specversion", b"1.0"), ("ce_id", ce_id.encode()), ("ce_source", b"/crash"),
-            ("ce_type", ce_type.encode()), ("content-type", b"application/avro")]  # fmt: skip
+    return [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", ce_id.encode()),
+        ("ce_source", b"/crash"),
+        ("ce_type", ce_type.encode()),
+        ("content-type", b"application/avro"),
+    ]
 
 
 def _restart(worker: Worker, settings: Settings, tmp: Path, n: int) -> tuple[Worker, float]:
@@ -145,9 +156,14 @@ class Scenario:
         self.tmp = tmp
         self.n = n
         self.budget = max(2_000, n // 50 * 70)  # about half of a small-budget tenant's requests
-        self.s = stack.model_copy(update={
-            "topic_prefix": f"gscrash{self.run}", "app_id": f"gscrash{self.run}",
-            "worker_web_port": _free_port(), "worker_state_dir": tmp / "state"})  # fmt: skip
+        self.s = stack.model_copy(
+            update={
+                "topic_prefix": f"gscrash{self.run}",
+                "app_id": f"gscrash{self.run}",
+                "worker_web_port": _free_port(),
+                "worker_state_dir": tmp / "state",
+            }
+        )
         s = self.s
         ensure_topics(s)
         registry = Registry(s)
@@ -157,17 +173,27 @@ class Scenario:
         registry.close()
         assert self.request_id and self.usage_id
         tenants_file = tmp / "tenants.yaml"
-        tenants_file.write_text("tenants:\n" + "".join(
-            f"  - tenant_id: {t}\n    tier: premium\n    requests_per_minute: 1000000\n"
-            f"    tokens_per_minute: 1000000000\n    burst_requests: 1000000\n"
-            f"    burst_tokens: 1000000000\n"
-            + (f"    daily_budget_micros: {self.budget}\n" if i % 2 else "")
-            for i, t in enumerate(TENANTS)))  # fmt: skip
+        tenants_file.write_text(
+            "tenants:\n"
+            + "".join(
+                f"  - tenant_id: {t}\n    tier: premium\n    requests_per_minute: 1000000\n"
+                f"    tokens_per_minute: 1000000000\n    burst_requests: 1000000\n"
+                f"    burst_tokens: 1000000000\n"
+                + (f"    daily_budget_micros: {self.budget}\n" if i % 2 else "")
+                for i, t in enumerate(TENANTS)
+            )
+        )
         tenant_ops.apply(s, tenants_file)
         self.collector = Collector(s)
         self.collector.start()
-        self.producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 20,
-                                  "enable.idempotence": True, "log_level": 0})  # fmt: skip
+        self.producer = Producer(
+            {
+                "bootstrap.servers": s.kafka_bootstrap,
+                "linger.ms": 20,
+                "enable.idempotence": True,
+                "log_level": 0,
+            }
+        )
         self.tenant_of: dict[str, str] = {}
         self.admitted: list[str] = []
 
@@ -181,28 +207,55 @@ class Scenario:
             tenant = TENANTS[i % len(TENANTS)]
             rid = f"{self.run}-req-{i}"
             self.tenant_of[rid] = tenant
-            value = encode(self.request_id, schema, {
-                "tenant_id": tenant, "model": "gpt-4o-mini", "max_tokens": 200,
-                "messages": [{"role": "user", "content": "word " * 200}], "temperature": None,
-                "top_p": None, "stop": None, "idempotency_key": None, "metadata": {}})  # fmt: skip
-            self.producer.produce(self.s.topic("requests"), key=tenant.encode(), value=value,
-                                  headers=_headers(rid, REQUEST_TYPE))  # fmt: skip
+            value = encode(
+                self.request_id,
+                schema,
+                {
+                    "tenant_id": tenant,
+                    "model": "gpt-4o-mini",
+                    "max_tokens": 200,
+                    "messages": [{"role": "user", "content": "word " * 200}],
+                    "temperature": None,
+                    "top_p": None,
+                    "stop": None,
+                    "idempotency_key": None,
+                    "metadata": {},
+                },
+            )
+            self.producer.produce(
+                self.s.topic("requests"),
+                key=tenant.encode(),
+                value=value,
+                headers=_headers(rid, REQUEST_TYPE),
+            )
             if i % 1000 == 0:
                 self.producer.poll(0)
         assert self.producer.flush(60) == 0
 
     def send_usage(self) -> None:
         with self.collector.lock:
-            self.admitted = sorted({r["request_id"] for _, r in self.collector.decisions
-                                    if r["outcome"] == "ADMITTED"})  # fmt: skip
+            self.admitted = sorted(
+                {r["request_id"] for _, r in self.collector.decisions if r["outcome"] == "ADMITTED"}
+            )
         schema = reader_schema("usage")
         for j, rid in enumerate(self.admitted):
-            value = encode(self.usage_id, schema, {
-                "request_id": rid, "tenant_id": self.tenant_of[rid], "model": "gpt-4o-mini",
-                "input_tokens": USAGE_IN, "output_tokens": USAGE_OUT})  # fmt: skip
-            self.producer.produce(self.s.topic("usage"), key=self.tenant_of[rid].encode(),
-                                  value=value, headers=_headers(f"{self.run}-use-{j}",
-                                                                USAGE_TYPE))  # fmt: skip
+            value = encode(
+                self.usage_id,
+                schema,
+                {
+                    "request_id": rid,
+                    "tenant_id": self.tenant_of[rid],
+                    "model": "gpt-4o-mini",
+                    "input_tokens": USAGE_IN,
+                    "output_tokens": USAGE_OUT,
+                },
+            )
+            self.producer.produce(
+                self.s.topic("usage"),
+                key=self.tenant_of[rid].encode(),
+                value=value,
+                headers=_headers(f"{self.run}-use-{j}", USAGE_TYPE),
+            )
             if j % 1000 == 0:
                 self.producer.poll(0)
         assert self.producer.flush(60) == 0
@@ -261,8 +314,10 @@ class Scenario:
             day_of: dict[str, str] = {}
             outstanding: dict[str, int] = defaultdict(int)
             spent: dict[str, int] = defaultdict(int)
-            ordered = sorted((v for v in events.values() if v[2]["tenant_id"] == tenant),
-                             key=lambda v: (v[0], v[1]))  # fmt: skip
+            ordered = sorted(
+                (v for v in events.values() if v[2]["tenant_id"] == tenant),
+                key=lambda v: (v[0], v[1]),
+            )
             for _p, _o, rec in ordered:
                 day = datetime.fromtimestamp(rec["ts"] / 1000, tz=UTC).strftime("%Y-%m-%d")
                 rid = rec["request_id"]
@@ -305,13 +360,15 @@ def test_two_workers_one_stops_the_other_takes_over(stack: Settings, tmp_path: P
     n = max(1000, N // 4)
     sc = Scenario(stack, tmp_path, n)
     first = sc.worker("worker-a")
-    second = sc.worker("worker-b", worker_web_port=_free_port(),
-                       worker_state_dir=tmp_path / "state-b")  # fmt: skip
+    second = sc.worker(
+        "worker-b", worker_web_port=_free_port(), worker_state_dir=tmp_path / "state-b"
+    )
     # Both members of the group, partitions split and tables recovered, before traffic.
     _wait("both workers ready", lambda: _ready(first) and _ready(second), 120)
     sc.send_requests()
-    _wait("decisions before stopping one worker",
-          lambda: len(sc.collector.decided()) >= n * 0.4, 600)  # fmt: skip
+    _wait(
+        "decisions before stopping one worker", lambda: len(sc.collector.decided()) >= n * 0.4, 600
+    )
     first.stop()  # a clean stop: it leaves the group, the other gets its partitions
     _wait("every request's decision", sc.all_decided, 420)
     sc.send_usage()

@@ -80,9 +80,23 @@ GRAFANA_VARS = {
 }
 
 _PROMQL_WORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
-    "offset", "bool", "inf", "nan", "atan2", "start", "end",
-}  # fmt: skip
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "bool",
+    "inf",
+    "nan",
+    "atan2",
+    "start",
+    "end",
+}
 
 
 def _free_port() -> int:
@@ -119,10 +133,24 @@ def exporter(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
     log = tmp_path_factory.mktemp("exporter") / "exporter.log"
     with log.open("wb") as f:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "guardstream", "lag-exporter", "--port", str(port),
-             "--bind", "127.0.0.1", "--interval", "0", "--group", stack.app_id],
-            env=worker_env(stack), stdout=f, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "guardstream",
+                "lag-exporter",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--interval",
+                "0",
+                "--group",
+                stack.app_id,
+            ],
+            env=worker_env(stack),
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}/metrics"
     try:
         _wait_http(url, proc, log)
@@ -160,11 +188,16 @@ def prometheus(
     log = tmp / "prometheus.log"
     with log.open("wb") as f:
         proc = subprocess.Popen(
-            [binary, f"--config.file={tmp / 'prometheus.yml'}",
-             f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-             "--log.level=warn"],
-            stdout=f, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                binary,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_http(f"{base}/-/ready", proc, log)
@@ -284,14 +317,16 @@ def test_dashboards_and_alerts_evaluate_against_real_metrics(
     producer = produce.RequestProducer(stack)
     producer.send_all(requests[:FIRST_WAVE])
     _wait_for(
-        prometheus, f'sum(guardstream_events_total{{stage="ingest"}}) >= {FIRST_WAVE}',
+        prometheus,
+        f'sum(guardstream_events_total{{stage="ingest"}}) >= {FIRST_WAVE}',
         "the first wave decided",
-    )  # fmt: skip
+    )
     producer.send_all(requests[FIRST_WAVE:])
     _wait_for(
-        prometheus, f'sum(guardstream_events_total{{stage="ingest"}}) >= {DEMO_REQUESTS}',
+        prometheus,
+        f'sum(guardstream_events_total{{stage="ingest"}}) >= {DEMO_REQUESTS}',
         "every demo request decided",
-    )  # fmt: skip
+    )
     _wait_for(
         prometheus,
         f'guardstream_consumergroup_committed_offset{{group="{stack.app_id}"}}',
@@ -327,8 +362,12 @@ def test_dashboards_and_alerts_evaluate_against_real_metrics(
                     problems.append(f"{board}: no panel titled {title!r} (update MUST_HAVE_DATA)")
                 elif title not in with_data:
                     problems.append(f"{board} / {title}: no data after the demo traffic")
-    assert {p.name for p in DASHBOARDS} == {"lag.json", "pipeline.json", "tenants.json",
-                                            "health.json"}  # fmt: skip
+    assert {p.name for p in DASHBOARDS} == {
+        "lag.json",
+        "pipeline.json",
+        "tenants.json",
+        "health.json",
+    }
 
     rules = [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
     for rule in rules:
@@ -343,8 +382,9 @@ def test_dashboards_and_alerts_evaluate_against_real_metrics(
     loaded = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
     loaded_rules = [r for g in loaded for r in g["rules"]]
     assert {r["name"] for r in loaded_rules} == {r["alert"] for r in rules}
-    problems += [f"alert {r['name']}: {r.get('lastError')}" for r in loaded_rules
-                 if r["health"] == "err"]  # fmt: skip
+    problems += [
+        f"alert {r['name']}: {r.get('lastError')}" for r in loaded_rules if r["health"] == "err"
+    ]
 
     assert not problems, "\n".join(problems)
     assert checked > 60  # the loops really ran over the dashboards and rules

@@ -76,9 +76,11 @@ def _show(settings: Settings, *args: str, **env: str) -> subprocess.CompletedPro
     return subprocess.run(
         [sys.executable, "-m", "guardstream", "tenants", "show", *args],
         # Wide enough that rich does not truncate the tables' cells.
-        env={**worker_env(settings), "COLUMNS": "200", **env}, capture_output=True, text=True,
+        env={**worker_env(settings), "COLUMNS": "200", **env},
+        capture_output=True,
+        text=True,
         timeout=90,
-    )  # fmt: skip
+    )
 
 
 def _send_usage(producer: Producer, settings: Settings, request_id: str) -> None:
@@ -86,11 +88,23 @@ def _send_usage(producer: Producer, settings: Settings, request_id: str) -> None
     schema_id = registry.lookup(subject_for(settings, "usage"), schema_text("usage"))
     registry.close()
     assert schema_id
-    value = encode(schema_id, reader_schema("usage"), {
-        "request_id": request_id, "tenant_id": TENANT, "model": "gpt-4o-mini",
-        "input_tokens": USAGE_IN, "output_tokens": USAGE_OUT})  # fmt: skip
-    producer.produce(settings.topic("usage"), key=TENANT.encode(), value=value,
-                     headers=_headers(f"use-{request_id}", USAGE_TYPE))  # fmt: skip
+    value = encode(
+        schema_id,
+        reader_schema("usage"),
+        {
+            "request_id": request_id,
+            "tenant_id": TENANT,
+            "model": "gpt-4o-mini",
+            "input_tokens": USAGE_IN,
+            "output_tokens": USAGE_OUT,
+        },
+    )
+    producer.produce(
+        settings.topic("usage"),
+        key=TENANT.encode(),
+        value=value,
+        headers=_headers(f"use-{request_id}", USAGE_TYPE),
+    )
     assert producer.flush(10) == 0
 
 
@@ -160,13 +174,15 @@ def _check_live(view: dict[str, Any], m: Metered) -> None:
     # Refill is one request / one token a minute: levels are exact for the first minute.
     assert now_ms - m.sent_ms < 60_000, "too slow for the bucket check: refill has begun"
     assert view["rate"]["requests"] == {
-        "level": lim.burst_requests - N, "capacity": lim.burst_requests,
+        "level": lim.burst_requests - N,
+        "capacity": lim.burst_requests,
         "per_minute": lim.requests_per_minute,
-    }  # fmt: skip
+    }
     assert view["rate"]["tokens"] == {
-        "level": lim.burst_tokens - N * m.tokens, "capacity": lim.burst_tokens,
+        "level": lim.burst_tokens - N * m.tokens,
+        "capacity": lim.burst_tokens,
         "per_minute": lim.tokens_per_minute,
-    }  # fmt: skip
+    }
     assert m.sent_ms <= view["as_of"]["last_metered_ms"] <= now_ms
 
 
@@ -225,10 +241,11 @@ def test_the_worker_not_owning_the_tenant_forwards_to_the_owner(
 ) -> None:
     # Run last in this module: it changes the group's membership while it runs.
     other = Worker(
-        stack.model_copy(update={"worker_web_port": _free_port(),
-                                 "worker_state_dir": tmp_path / "state-b"}),
+        stack.model_copy(
+            update={"worker_web_port": _free_port(), "worker_state_dir": tmp_path / "state-b"}
+        ),
         tmp_path / "worker-b.log",
-    )  # fmt: skip
+    )
     urls = {w: f"http://127.0.0.1:{w.settings.worker_web_port}" for w in (worker, other)}
     try:
         deadline = time.monotonic() + 90

@@ -98,9 +98,13 @@ def test_old_writer_schema_resolves_into_current_reader() -> None:
     fastavro.schemaless_writer(
         buf,
         old,
-        {"tenant_id": "t1", "model": "m", "messages": [{"role": "user", "content": "x"}],
-         "max_tokens": 5},
-    )  # fmt: skip
+        {
+            "tenant_id": "t1",
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "max_tokens": 5,
+        },
+    )
     record = avro.decode_body(buf.getvalue(), old, schemas.reader_schema("request"))
     assert record["metadata"] == {}
     assert record["idempotency_key"] is None
@@ -108,7 +112,15 @@ def test_old_writer_schema_resolves_into_current_reader() -> None:
 
 
 def test_header_layout_is_big_endian() -> None:
-    framed = avro.encode(0x01020304, schemas.reader_schema("usage"), {
-        "request_id": "r", "tenant_id": "t", "model": "m", "input_tokens": 1, "output_tokens": 2,
-    })  # fmt: skip
+    framed = avro.encode(
+        0x01020304,
+        schemas.reader_schema("usage"),
+        {
+            "request_id": "r",
+            "tenant_id": "t",
+            "model": "m",
+            "input_tokens": 1,
+            "output_tokens": 2,
+        },
+    )
     assert framed[:5] == b"\x00" + struct.pack(">I", 0x01020304)

@@ -31,10 +31,14 @@ def _error(headers: list[tuple[str, bytes | None]]) -> CloudEventError:
 
 def test_good_headers_parse_and_keep_extensions() -> None:
     attrs = read_headers(
-        [*GOOD, ("ce_traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-         ("ce_partitionkey", b"acme"), ("ce_time", b"2026-11-23T05:00:00.123Z")],
+        [
+            *GOOD,
+            ("ce_traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            ("ce_partitionkey", b"acme"),
+            ("ce_time", b"2026-11-23T05:00:00.123Z"),
+        ],
         (REQUEST_TYPE,),
-    )  # fmt: skip
+    )
     assert attrs.id == "req-1"
     assert attrs.source == "/checkout/api"
     assert attrs.time == "2026-11-23T05:00:00.123Z"
@@ -89,9 +93,13 @@ def test_wrong_content_type() -> None:
 
 def test_written_headers_read_back() -> None:
     headers = binary_headers(
-        id="d-1", source="/guardstream/ingest", type=REQUEST_TYPE, time_ms=1_790_000_000_123,
-        subject="req-1", extensions={"traceparent": "00-abc-def-01"},
-    )  # fmt: skip
+        id="d-1",
+        source="/guardstream/ingest",
+        type=REQUEST_TYPE,
+        time_ms=1_790_000_000_123,
+        subject="req-1",
+        extensions={"traceparent": "00-abc-def-01"},
+    )
     attrs = read_headers(list(headers), (REQUEST_TYPE,))
     assert attrs.time is not None and attrs.time.endswith(".123Z")
     assert attrs.subject == "req-1"
@@ -103,10 +111,19 @@ def test_structured_json_event_reads_attributes_and_data() -> None:
 
     from guardstream.streams.cloudevents import read_structured
 
-    body = json.dumps({"specversion": "1.0", "id": "j-1", "source": "/curl", "type": REQUEST_TYPE,
-                       "myext": 5, "data": {"tenant_id": "acme"}}).encode()  # fmt: skip
-    attrs, data = read_structured(body, "application/cloudevents+json; charset=utf-8",
-                                  (REQUEST_TYPE,))  # fmt: skip
+    body = json.dumps(
+        {
+            "specversion": "1.0",
+            "id": "j-1",
+            "source": "/curl",
+            "type": REQUEST_TYPE,
+            "myext": 5,
+            "data": {"tenant_id": "acme"},
+        }
+    ).encode()
+    attrs, data = read_structured(
+        body, "application/cloudevents+json; charset=utf-8", (REQUEST_TYPE,)
+    )
     assert attrs.id == "j-1" and attrs.extensions == {"myext": "5"}
     assert data == {"tenant_id": "acme"}
 
@@ -117,8 +134,11 @@ def test_structured_json_problems() -> None:
     with pytest.raises(StructuredDecodeError):
         read_structured(b"{not json", "application/cloudevents+json", (REQUEST_TYPE,))
     with pytest.raises(CloudEventError) as info:
-        read_structured(b'{"specversion": "1.0", "source": "/x", "type": "t"}',
-                        "application/cloudevents+json", (REQUEST_TYPE,))  # fmt: skip
+        read_structured(
+            b'{"specversion": "1.0", "source": "/x", "type": "t"}',
+            "application/cloudevents+json",
+            (REQUEST_TYPE,),
+        )
     assert info.value.code is Reason.CE_ATTRIBUTE_MISSING and info.value.field == "id"
 
 
@@ -126,10 +146,15 @@ def test_structured_avro_round_trip() -> None:
     from guardstream.streams.cloudevents import avro_format_writer, read_structured
 
     value = avro_format_writer(
-        {"specversion": "1.0", "id": "a-1", "source": "/svc", "type": REQUEST_TYPE,
-         "sampled": True},
+        {
+            "specversion": "1.0",
+            "id": "a-1",
+            "source": "/svc",
+            "type": REQUEST_TYPE,
+            "sampled": True,
+        },
         b"\x00\x00\x00\x00\x01rest",
-    )  # fmt: skip
+    )
     attrs, data = read_structured(value, "application/cloudevents+avro", (REQUEST_TYPE,))
     assert attrs.id == "a-1" and attrs.extensions == {"sampled": "true"}
     assert data == b"\x00\x00\x00\x00\x01rest"

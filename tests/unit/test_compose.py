@@ -62,8 +62,16 @@ def _option(cmd: list[str], name: str) -> str | None:
 
 
 def test_the_stack_has_every_part() -> None:
-    assert {"kafka", "registry", "init", "worker-1", "worker-2", "lag-exporter", "prometheus",
-            "grafana"} <= set(SERVICES)  # fmt: skip
+    assert {
+        "kafka",
+        "registry",
+        "init",
+        "worker-1",
+        "worker-2",
+        "lag-exporter",
+        "prometheus",
+        "grafana",
+    } <= set(SERVICES)
     assert SERVICES["kafka"]["image"] == "apache/kafka:3.9.1"
     assert SERVICES["registry"]["image"] == "apicurio/apicurio-registry:3.0.9"
     for name in ("kafka", "registry", "prometheus", "grafana", "lag-exporter"):
@@ -114,8 +122,11 @@ def test_every_guardstream_variable_is_a_setting() -> None:
     assert seen > 10
     # And the values are ones Settings accepts.
     for _, env in envs:
-        values = {k.removeprefix("GUARDSTREAM_").lower(): v for k, v in env.items()
-                  if k.startswith("GUARDSTREAM_")}  # fmt: skip
+        values = {
+            k.removeprefix("GUARDSTREAM_").lower(): v
+            for k, v in env.items()
+            if k.startswith("GUARDSTREAM_")
+        }
         Settings(**values)  # type: ignore[arg-type]
 
 

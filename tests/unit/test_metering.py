@@ -26,23 +26,51 @@ T0 = 1_795_400_000_000  # 2026-11-23
 
 def limits(**kw: Any) -> Limits:
     base: dict[str, Any] = dict(
-        tenant_id="t1", tier="standard", requests_per_minute=600, tokens_per_minute=10**6,
-        burst_requests=100, burst_tokens=10**6, daily_budget_micros=10**9,
-        monthly_budget_micros=10**10, cost_multiplier_bp=10_000, policy={}, configured=True,
-    )  # fmt: skip
+        tenant_id="t1",
+        tier="standard",
+        requests_per_minute=600,
+        tokens_per_minute=10**6,
+        burst_requests=100,
+        burst_tokens=10**6,
+        daily_budget_micros=10**9,
+        monthly_budget_micros=10**10,
+        cost_multiplier_bp=10_000,
+        policy={},
+        configured=True,
+    )
     return Limits(**{**base, **kw})
 
 
-def req(n: int, *, tokens: int = 100, max_tokens: int = 50, rid: str | None = None,
-        source: str = "/s", idem: str | None = None) -> dict[str, Any]:  # fmt: skip
+def req(
+    n: int,
+    *,
+    tokens: int = 100,
+    max_tokens: int = 50,
+    rid: str | None = None,
+    source: str = "/s",
+    idem: str | None = None,
+) -> dict[str, Any]:
     return {
-        "kind": "REQUEST", "request_id": rid or f"r{n}", "request_source": source,
-        "tenant_id": "t1", "ingress_topic": "in", "ingress_partition": 0, "ingress_offset": n,
-        "ingress_timestamp": T0, "traceparent": None, "idempotency_key": idem,
-        "model": "gpt-4o-mini", "catalog_version": 1, "estimated_input_tokens": tokens,
-        "max_tokens": max_tokens, "findings": {}, "injection_score": 0,
-        "sanitized_request": None, "usage_input_tokens": None, "usage_output_tokens": None,
-    }  # fmt: skip
+        "kind": "REQUEST",
+        "request_id": rid or f"r{n}",
+        "request_source": source,
+        "tenant_id": "t1",
+        "ingress_topic": "in",
+        "ingress_partition": 0,
+        "ingress_offset": n,
+        "ingress_timestamp": T0,
+        "traceparent": None,
+        "idempotency_key": idem,
+        "model": "gpt-4o-mini",
+        "catalog_version": 1,
+        "estimated_input_tokens": tokens,
+        "max_tokens": max_tokens,
+        "findings": {},
+        "injection_score": 0,
+        "sanitized_request": None,
+        "usage_input_tokens": None,
+        "usage_output_tokens": None,
+    }
 
 
 def usage(n: int, rid: str, inp: int, out: int) -> dict[str, Any]:
@@ -62,8 +90,9 @@ class Log:
         self.audits: list[dict[str, Any]] = []
 
     def apply(self, record: dict[str, Any], ts: int) -> Any:
-        s = step(self.state, record, Position(0, self.offset, ts), self.lim, CATALOG,
-                 self.table.get)  # fmt: skip
+        s = step(
+            self.state, record, Position(0, self.offset, ts), self.lim, CATALOG, self.table.get
+        )
         for k, v in s.writes.items():
             if v is None:
                 self.table.pop(k, None)
@@ -82,8 +111,11 @@ def test_money_rounds_up_and_stays_integer() -> None:
     assert isinstance(cost_micros(7, 3), int)
 
 
-@given(st.lists(st.tuples(st.integers(0, 5000), st.integers(1, 30)), max_size=60),
-       st.integers(1, 50), st.integers(1, 600))  # fmt: skip
+@given(
+    st.lists(st.tuples(st.integers(0, 5000), st.integers(1, 30)), max_size=60),
+    st.integers(1, 50),
+    st.integers(1, 600),
+)
 def test_bucket_never_negative_nor_over_capacity(
     steps: list[tuple[int, int]], capacity: int, per_minute: int
 ) -> None:
@@ -108,8 +140,11 @@ def test_retry_after_is_exact(capacity: int, per_minute: int, cost: int) -> None
     assert take_all([(b, capacity, per_minute, cost)], T0 + retry)[0]
 
 
-@given(st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 5)), max_size=80),
-       st.integers(1, 30), st.integers(1, 120))  # fmt: skip
+@given(
+    st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 5)), max_size=80),
+    st.integers(1, 30),
+    st.integers(1, 120),
+)
 def test_bucket_admits_exactly_capacity_plus_refill(
     steps: list[tuple[int, int]], capacity: int, per_minute: int
 ) -> None:
@@ -152,9 +187,18 @@ def test_all_or_nothing_across_buckets() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["req", "use", "dup"]), st.integers(0, 40_000),
-                          st.integers(1, 4000), st.integers(0, 120_000)), max_size=40),
-       st.integers(10_000, 3_000_000))  # fmt: skip
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["req", "use", "dup"]),
+            st.integers(0, 40_000),
+            st.integers(1, 4000),
+            st.integers(0, 120_000),
+        ),
+        max_size=40,
+    ),
+    st.integers(10_000, 3_000_000),
+)
 def test_budget_invariants(ops: list[tuple[str, int, int, int]], budget: int) -> None:
     log = Log(limits(daily_budget_micros=budget, monthly_budget_micros=budget * 3))
     ts = T0
@@ -286,13 +330,25 @@ def test_crash_between_entry_write_and_state_write_reapplies_identically() -> No
     before = TenantState.from_bytes(log.state.to_bytes())
     # Record 1 is applied: its entries reach the table, then the worker dies before the
     # tenant state is written; after restart the state is `before` and record 1 replays.
-    first = step(TenantState.from_bytes(before.to_bytes()), req(1), Position(0, 1, T0 + 5),
-                 log.lim, CATALOG, log.table.get)  # fmt: skip
+    first = step(
+        TenantState.from_bytes(before.to_bytes()),
+        req(1),
+        Position(0, 1, T0 + 5),
+        log.lim,
+        CATALOG,
+        log.table.get,
+    )
     for k, v in first.writes.items():
         if v is not None:
             log.table[k] = v
-    again = step(TenantState.from_bytes(before.to_bytes()), req(1), Position(0, 1, T0 + 5),
-                 log.lim, CATALOG, log.table.get)  # fmt: skip
+    again = step(
+        TenantState.from_bytes(before.to_bytes()),
+        req(1),
+        Position(0, 1, T0 + 5),
+        log.lim,
+        CATALOG,
+        log.table.get,
+    )
     assert again.changed, "the replay must be applied to the state it never reached"
     assert again.decision == first.decision and again.audits == first.audits
     assert again.decision is not None and again.decision["outcome"] == "ADMITTED"
@@ -304,13 +360,25 @@ def test_crash_between_settling_and_state_write_charges_once() -> None:
     log = Log(limits())
     log.apply(req(0), T0)
     before = TenantState.from_bytes(log.state.to_bytes())
-    first = step(TenantState.from_bytes(before.to_bytes()), usage(1, "r0", 10, 10),
-                 Position(0, 1, T0 + 5), log.lim, CATALOG, log.table.get)  # fmt: skip
+    first = step(
+        TenantState.from_bytes(before.to_bytes()),
+        usage(1, "r0", 10, 10),
+        Position(0, 1, T0 + 5),
+        log.lim,
+        CATALOG,
+        log.table.get,
+    )
     for k, v in first.writes.items():  # the reservation now says "settled"; the state not
         if v is not None:
             log.table[k] = v
-    again = step(TenantState.from_bytes(before.to_bytes()), usage(1, "r0", 10, 10),
-                 Position(0, 1, T0 + 5), log.lim, CATALOG, log.table.get)  # fmt: skip
+    again = step(
+        TenantState.from_bytes(before.to_bytes()),
+        usage(1, "r0", 10, 10),
+        Position(0, 1, T0 + 5),
+        log.lim,
+        CATALOG,
+        log.table.get,
+    )
     assert [a["kind"] for a in again.audits] == [a["kind"] for a in first.audits]
     assert "CHARGE" in [a["kind"] for a in again.audits]
     assert again.audits == first.audits and again.state.to_bytes() == first.state.to_bytes()

@@ -195,8 +195,16 @@ def test_pii_split_across_messages_is_caught() -> None:
 
 
 def test_allow_leaves_text_normalised_but_unchanged() -> None:
-    policy = Policy(email="allow", phone="allow", card="allow", iban="allow", ssn="allow",
-                    ip="allow", secret="allow", injection_action="allow")  # fmt: skip
+    policy = Policy(
+        email="allow",
+        phone="allow",
+        card="allow",
+        iban="allow",
+        ssn="allow",
+        ip="allow",
+        secret="allow",
+        injection_action="allow",
+    )
     text = "mail a@x.io, card 4111 1111 1111 1111"
     out = apply_policy([("user", text)], policy)
     assert out.messages == (("user", text),) and out.findings == {"EMAIL": 1, "CARD": 1}

@@ -90,59 +90,81 @@ SCENARIOS: list[tuple[str, list[dict[str, str]], str, int]] = [
     ("GuardstreamNoConsumers", [_s(MEMBERS, "2x10"), _s(LAG, "5x10")], "5m", 0),
     (
         "GuardstreamDeadLetterRate",
-        [_s('guardstream_events_total{stage="ingest",outcome="metering"}', "0+600x20"),
-         _s('guardstream_deadletters_total{stage="ingest",reason="SCHEMA_UNKNOWN"}', "0+60x20")],
-        "15m", 1,
+        [
+            _s('guardstream_events_total{stage="ingest",outcome="metering"}', "0+600x20"),
+            _s('guardstream_deadletters_total{stage="ingest",reason="SCHEMA_UNKNOWN"}', "0+60x20"),
+        ],
+        "15m",
+        1,
     ),
     (
         "GuardstreamDeadLetterRate",
-        [_s('guardstream_events_total{stage="ingest",outcome="metering"}', "0+600x20"),
-         _s('guardstream_deadletters_total{stage="ingest",reason="SCHEMA_UNKNOWN"}', "0+6x20")],
-        "15m", 0,
+        [
+            _s('guardstream_events_total{stage="ingest",outcome="metering"}', "0+600x20"),
+            _s('guardstream_deadletters_total{stage="ingest",reason="SCHEMA_UNKNOWN"}', "0+6x20"),
+        ],
+        "15m",
+        0,
     ),
     (
         "GuardstreamRejectionSpike",
-        [_s('guardstream_rejections_total{stage="meter",reason="RATE_LIMITED"}',
-            "0+60x60 3600+600x15")],
-        "70m", 1,
+        [
+            _s(
+                'guardstream_rejections_total{stage="meter",reason="RATE_LIMITED"}',
+                "0+60x60 3600+600x15",
+            )
+        ],
+        "70m",
+        1,
     ),
     (
         "GuardstreamRejectionSpike",
         [_s('guardstream_rejections_total{stage="meter",reason="RATE_LIMITED"}', "0+600x75")],
-        "70m", 0,  # high but steady: its own baseline
+        "70m",
+        0,  # high but steady: its own baseline
     ),
     (
         "GuardstreamBudgetExhausted",
         [_s('guardstream_rejections_total{stage="meter",reason="BUDGET_EXCEEDED"}', "0+3x20")],
-        "10m", 1,
+        "10m",
+        1,
     ),
     (
         "GuardstreamBudgetExhausted",
         [_s('guardstream_rejections_total{stage="meter",reason="RATE_LIMITED"}', "0+3x20")],
-        "10m", 0,
+        "10m",
+        0,
     ),
     (
         "GuardstreamBudgetAlerts",
         [_s('guardstream_budget_alerts_total{kind="threshold_90",tier="free"}', "0x5 1x10")],
-        "8m", 1,
+        "8m",
+        1,
     ),
     (
         "GuardstreamBudgetAlerts",
         [_s('guardstream_budget_alerts_total{kind="threshold_90",tier="free"}', "3x20")],
-        "8m", 0,
+        "8m",
+        0,
     ),
     (
         "GuardstreamTenantBudgetNearlySpent",
-        [_s('guardstream_tenant_spend_micros_total{tenant="acme"}', "0+60000x30"),
-         _s('guardstream_tenant_budget_micros{tenant="acme",period="daily"}', "1000000x30"),
-         _s('guardstream_tenant_budget_micros{tenant="acme",period="monthly"}', "1x30")],
-        "1440m", 1,
+        [
+            _s('guardstream_tenant_spend_micros_total{tenant="acme"}', "0+60000x30"),
+            _s('guardstream_tenant_budget_micros{tenant="acme",period="daily"}', "1000000x30"),
+            _s('guardstream_tenant_budget_micros{tenant="acme",period="monthly"}', "1x30"),
+        ],
+        "1440m",
+        1,
     ),
     (
         "GuardstreamTenantBudgetNearlySpent",
-        [_s('guardstream_tenant_spend_micros_total{tenant="acme"}', "0+30000x30"),
-         _s('guardstream_tenant_budget_micros{tenant="acme",period="daily"}', "1000000x30")],
-        "1440m", 0,
+        [
+            _s('guardstream_tenant_spend_micros_total{tenant="acme"}', "0+30000x30"),
+            _s('guardstream_tenant_budget_micros{tenant="acme",period="daily"}', "1000000x30"),
+        ],
+        "1440m",
+        0,
     ),
     ("GuardstreamWorkerDown", [_s(f"up{{{W}}}", "1 1 0x10")], "5m", 1),
     ("GuardstreamWorkerDown", [_s(f"up{{{W}}}", "1x10")], "5m", 0),
@@ -152,45 +174,72 @@ SCENARIOS: list[tuple[str, list[dict[str, str]], str, int]] = [
     ("GuardstreamWorkerNotReady", [_s(f"guardstream_worker_ready{{{W}}}", "1x10")], "5m", 0),
     (
         "GuardstreamRebalanceStuck",
-        [_s(f"faust_total_rebalances{{{W}}}", "0x10"),
-         _s(f"faust_total_rebalances_recovering{{{W}}}", "1x10")],
-        "5m", 1,
+        [
+            _s(f"faust_total_rebalances{{{W}}}", "0x10"),
+            _s(f"faust_total_rebalances_recovering{{{W}}}", "1x10"),
+        ],
+        "5m",
+        1,
     ),
     (
         "GuardstreamRebalanceStuck",
-        [_s(f"faust_total_rebalances{{{W}}}", "0x10"),
-         _s(f"faust_total_rebalances_recovering{{{W}}}", "0x10")],
-        "5m", 0,
-    ),
-    ("GuardstreamRebalanceStorm", [_s(f"faust_rebalance_done_latency_count{{{W}}}", "0+1x30")],
-     "20m", 1),
-    ("GuardstreamRebalanceStorm", [_s(f"faust_rebalance_done_latency_count{{{W}}}", "3x30")],
-     "20m", 0),
-    (
-        "GuardstreamLagExporterDown",
-        [_s('up{job="guardstream-lag-exporter"}', "1x10"),
-         _s('guardstream_lag_exporter_up{job="guardstream-lag-exporter"}', "0x10")],
-        "5m", 1,
+        [
+            _s(f"faust_total_rebalances{{{W}}}", "0x10"),
+            _s(f"faust_total_rebalances_recovering{{{W}}}", "0x10"),
+        ],
+        "5m",
+        0,
     ),
     (
+        "GuardstreamRebalanceStorm",
+        [_s(f"faust_rebalance_done_latency_count{{{W}}}", "0+1x30")],
+        "20m",
+        1,
+    ),
+    (
+        "GuardstreamRebalanceStorm",
+        [_s(f"faust_rebalance_done_latency_count{{{W}}}", "3x30")],
+        "20m",
+        0,
+    ),
+    (
         "GuardstreamLagExporterDown",
-        [_s('up{job="guardstream-lag-exporter"}', "1x10"),
-         _s('guardstream_lag_exporter_up{job="guardstream-lag-exporter"}', "1x10")],
-        "5m", 0,
+        [
+            _s('up{job="guardstream-lag-exporter"}', "1x10"),
+            _s('guardstream_lag_exporter_up{job="guardstream-lag-exporter"}', "0x10"),
+        ],
+        "5m",
+        1,
+    ),
+    (
+        "GuardstreamLagExporterDown",
+        [
+            _s('up{job="guardstream-lag-exporter"}', "1x10"),
+            _s('guardstream_lag_exporter_up{job="guardstream-lag-exporter"}', "1x10"),
+        ],
+        "5m",
+        0,
     ),
     (
         "GuardstreamRegistryBreakerOpen",
-        [_s(f"guardstream_registry_breaker_open{{{W}}}", "0 1x10")], "5m", 1,
+        [_s(f"guardstream_registry_breaker_open{{{W}}}", "0 1x10")],
+        "5m",
+        1,
     ),
-    ("GuardstreamInputGap", [_s('guardstream_input_gaps_total{stage="meter"}', "0x3 12x10")],
-     "6m", 1),
-    ("GuardstreamInputGap", [_s('guardstream_input_gaps_total{stage="meter"}', "0x10")],
-     "6m", 0),
+    (
+        "GuardstreamInputGap",
+        [_s('guardstream_input_gaps_total{stage="meter"}', "0x3 12x10")],
+        "6m",
+        1,
+    ),
+    ("GuardstreamInputGap", [_s('guardstream_input_gaps_total{stage="meter"}', "0x10")], "6m", 0),
     (
         "GuardstreamRegistryBreakerOpen",
-        [_s(f"guardstream_registry_breaker_open{{{W}}}", "0x10")], "5m", 0,
+        [_s(f"guardstream_registry_breaker_open{{{W}}}", "0x10")],
+        "5m",
+        0,
     ),
-]  # fmt: skip
+]
 
 
 def test_every_alert_has_a_firing_and_a_quiet_scenario() -> None:
@@ -212,11 +261,14 @@ def test_alert_expressions_fire_exactly_when_they_should(tmp_path: Path) -> None
                 "interval": interval,
                 "input_series": series,
                 "promql_expr_test": [
-                    {"expr": f"count(({rules[name]['expr']}))", "eval_time": at,
-                     "exp_samples": samples}
+                    {
+                        "expr": f"count(({rules[name]['expr']}))",
+                        "eval_time": at,
+                        "exp_samples": samples,
+                    }
                 ],
             }
-        )  # fmt: skip
+        )
     for interval, tests in by_interval.items():
         # promtool also evaluates every rule at evaluation_interval up to eval_time; at 1m,
         # a day of that costs seconds.

@@ -22,21 +22,41 @@ DAY, MONTH = period_keys(T0)
 
 def limits(**kw: Any) -> Limits:
     base: dict[str, Any] = dict(
-        tenant_id="t1", tier="standard", requests_per_minute=60, tokens_per_minute=6000,
-        burst_requests=10, burst_tokens=1000, daily_budget_micros=1000,
-        monthly_budget_micros=10_000, cost_multiplier_bp=10_000, policy={}, configured=True,
-    )  # fmt: skip
+        tenant_id="t1",
+        tier="standard",
+        requests_per_minute=60,
+        tokens_per_minute=6000,
+        burst_requests=10,
+        burst_tokens=1000,
+        daily_budget_micros=1000,
+        monthly_budget_micros=10_000,
+        cost_multiplier_bp=10_000,
+        policy={},
+        configured=True,
+    )
     return Limits(**{**base, **kw})
 
 
 def record(n: int, kind: str = "REQUEST", **kw: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "kind": kind, "request_id": f"r{n}", "request_source": "/s", "tenant_id": "t1",
-        "ingress_topic": "in", "ingress_partition": 0, "ingress_offset": n,
-        "model": "gpt-4o-mini", "idempotency_key": None, "estimated_input_tokens": 100,
-        "max_tokens": 50, "findings": {}, "injection_score": 0, "sanitized_request": None,
-        "traceparent": None, "usage_input_tokens": None, "usage_output_tokens": None,
-    }  # fmt: skip
+        "kind": kind,
+        "request_id": f"r{n}",
+        "request_source": "/s",
+        "tenant_id": "t1",
+        "ingress_topic": "in",
+        "ingress_partition": 0,
+        "ingress_offset": n,
+        "model": "gpt-4o-mini",
+        "idempotency_key": None,
+        "estimated_input_tokens": 100,
+        "max_tokens": 50,
+        "findings": {},
+        "injection_score": 0,
+        "sanitized_request": None,
+        "traceparent": None,
+        "usage_input_tokens": None,
+        "usage_output_tokens": None,
+    }
     return {**base, **kw}
 
 
@@ -46,10 +66,14 @@ def test_a_configured_tenant_never_metered_shows_zeros_and_full_buckets() -> Non
     assert view["as_of"]["last_metered_ms"] is None and view["as_of"]["now_ms"] == T0
     daily = view["budget"]["daily"]
     assert daily == {
-        "period": DAY.split(":")[1], "limit_micros": 1000, "charged_micros": 0,
-        "reserved_micros": 0, "released_micros": 0, "remaining_micros": 1000,
+        "period": DAY.split(":")[1],
+        "limit_micros": 1000,
+        "charged_micros": 0,
+        "reserved_micros": 0,
+        "released_micros": 0,
+        "remaining_micros": 1000,
         "alerts_crossed_pct": [],
-    }  # fmt: skip
+    }
     assert view["budget"]["monthly"]["remaining_micros"] == 10_000
     assert view["rate"]["requests"] == {"level": 10, "capacity": 10, "per_minute": 60}
     assert view["rate"]["tokens"] == {"level": 1000, "capacity": 1000, "per_minute": 6000}
@@ -62,8 +86,12 @@ def test_an_unknown_tenant_never_seen_is_an_error_naming_the_fix() -> None:
 
 
 def test_a_removed_tenant_with_state_still_shows_its_money_without_limits() -> None:
-    state = TenantState(periods={DAY: Period(limit=500, reserved=7, charged=3),
-                                 MONTH: Period(limit=None, reserved=7, charged=3)})  # fmt: skip
+    state = TenantState(
+        periods={
+            DAY: Period(limit=500, reserved=7, charged=3),
+            MONTH: Period(limit=None, reserved=7, charged=3),
+        }
+    )
     view = tenant_view("t1", state, None, T0)
     assert view["configured"] is False and view["tier"] is None
     assert view["budget"]["daily"]["charged_micros"] == 3
@@ -120,8 +148,10 @@ def test_alerts_crossed_are_reported_in_order() -> None:
 
 def test_only_the_periods_containing_now_count_as_today_and_this_month() -> None:
     yesterday, _ = period_keys(T0 - 86_400_000)
-    held = {yesterday: Period(limit=1000, reserved=40, charged=500),
-            MONTH: Period(limit=10_000, reserved=40, charged=500)}  # fmt: skip
+    held = {
+        yesterday: Period(limit=1000, reserved=40, charged=500),
+        MONTH: Period(limit=10_000, reserved=40, charged=500),
+    }
     state = TenantState(periods=held)
     view = tenant_view("t1", state, limits(), T0)
     assert view["budget"]["daily"]["charged_micros"] == 0  # a new UTC day
