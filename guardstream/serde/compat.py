@@ -1,101 +1,125 @@
 """Naming the field that makes a schema change incompatible.
 
 The registry is the judge of compatibility (its rule, its verdict); Apicurio's verdict names
-no field, so when it says "incompatible", this walks the two schemas with Avro's resolution
-rules to say which field and why.
+no field, so when it says "incompatible", this says which field and why. Whether a reader can
+read a writer's data is decided by Apache Avro's own `ReaderWriterCompatibilityChecker` (type
+promotions, unions, enums, fixed sizes, names, aliases); this module only walks down to the
+smallest incompatible part and words it for people. The checker's own locations cannot do
+that: they restart at the root inside unions and pair messages with locations loosely.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-_PROMOTIONS = {
-    ("int", "long"),
-    ("int", "float"),
-    ("int", "double"),
-    ("long", "float"),
-    ("long", "double"),
-    ("float", "double"),
-    ("string", "bytes"),
-    ("bytes", "string"),
-}
+from avro.compatibility import (
+    ReaderWriterCompatibilityChecker,
+    SchemaCompatibilityResult,
+    SchemaCompatibilityType,
+    SchemaIncompatibilityType,
+    lookup_writer_field,
+    schema_name_equals,
+)
+from avro.schema import (
+    ArraySchema,
+    EnumSchema,
+    FixedSchema,
+    MapSchema,
+    NamedSchema,
+    RecordSchema,
+    Schema,
+    UnionSchema,
+    make_avsc_object,
+)
 
 
-def _kind(t: Any) -> str:
-    if isinstance(t, list):
-        return "union"
-    if isinstance(t, dict):
-        return str(t.get("type"))
-    return str(t)
+def _parse(schema: Any) -> Schema:
+    """An Avro schema object from its JSON form (a dict, list or type name)."""
+    if isinstance(schema, Schema):
+        return schema
+    return make_avsc_object(json.loads(json.dumps(schema)))
 
 
-def _name(t: Any) -> str | None:
-    return str(t.get("name")).rsplit(".", 1)[-1] if isinstance(t, dict) and "name" in t else None
+def _incompatible(result: SchemaCompatibilityResult) -> bool:
+    return result.compatibility is SchemaCompatibilityType.incompatible
 
 
-def _index(t: Any, named: dict[str, Any]) -> Any:
-    """Resolve a reference by name to its definition seen earlier in the same schema."""
-    if isinstance(t, str) and t.rsplit(".", 1)[-1] in named:
-        return named[t.rsplit(".", 1)[-1]]
-    if isinstance(t, dict) and t.get("type") in ("record", "enum", "fixed"):
-        named[str(t["name"]).rsplit(".", 1)[-1]] = t
-    return t
+def _short(t: Schema) -> str:
+    if isinstance(t, UnionSchema):
+        return "[" + ", ".join(_short(x) for x in t.schemas) + "]"
+    if isinstance(t, NamedSchema):
+        return str(t.name)
+    return str(t.type)
 
 
-def reader_problems(
-    reader: Any,
-    writer: Any,
-    path: str = "",
-    rn: dict[str, Any] | None = None,
-    wn: dict[str, Any] | None = None,
-) -> list[str]:
-    """Why data written with `writer` cannot be read with `reader` (empty when it can)."""
-    rn = {} if rn is None else rn
-    wn = {} if wn is None else wn
-    reader, writer = _index(reader, rn), _index(writer, wn)
-    rk, wk = _kind(reader), _kind(writer)
-    where = path or "<root>"
-    if wk == "union":
-        out: list[str] = []
-        for branch in writer:
-            out += reader_problems(reader, branch, path, rn, wn)
-        return out
-    if rk == "union":
-        for branch in reader:
-            if not reader_problems(branch, writer, path, dict(rn), dict(wn)):
-                return []
-        return [
-            f"{where}: the new type {_short(reader)} has no branch for the old {_short(writer)}"
-        ]
-    if rk != wk:
-        if (wk, rk) in _PROMOTIONS:
+class _Explainer:
+    """Walks a reader/writer pair the checker finds incompatible down to named problems."""
+
+    def __init__(self) -> None:
+        self.checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+
+    def verdict(self, reader: Schema, writer: Schema) -> SchemaCompatibilityResult:
+        return self.checker.get_compatibility(reader, writer)
+
+    def problems(self, reader: Schema, writer: Schema, path: str) -> list[str]:
+        result = self.verdict(reader, writer)
+        if not _incompatible(result):
             return []
-        return [f"{where}: type changed from {_short(writer)} to {_short(reader)}"]
-    if rk == "record":
-        problems: list[str] = []
-        wfields = {f["name"]: f for f in writer.get("fields", [])}
-        for f in reader.get("fields", []):
-            names = [f["name"], *f.get("aliases", [])]
-            old = next((wfields[n] for n in names if n in wfields), None)
-            fpath = f"{path}.{f['name']}" if path else f["name"]
+        where = path or "<root>"
+        if isinstance(writer, UnionSchema):
+            # Every branch the old schema could have written must stay readable.
+            out: list[str] = []
+            for branch in writer.schemas:
+                out += self.problems(reader, branch, path)
+            return out
+        if isinstance(reader, UnionSchema):
+            return [
+                f"{where}: the new type {_short(reader)} has no branch for the old {_short(writer)}"
+            ]
+        if reader.type != writer.type:
+            return [f"{where}: type changed from {_short(writer)} to {_short(reader)}"]
+        found: list[str] = []
+        kinds = set(result.incompatibilities)
+        if (
+            SchemaIncompatibilityType.name_mismatch in kinds
+            and isinstance(reader, NamedSchema)
+            and isinstance(writer, NamedSchema)
+            and not schema_name_equals(reader, writer)
+        ):
+            found.append(f"{where}: name changed from {writer.fullname} to {reader.fullname}")
+        if isinstance(reader, RecordSchema) and isinstance(writer, RecordSchema):
+            found += self._fields(reader, writer, path)
+        elif isinstance(reader, EnumSchema) and isinstance(writer, EnumSchema):
+            missing = set(writer.symbols) - set(reader.symbols)
+            if missing:
+                found.append(f"{where}: enum symbols removed: {', '.join(sorted(missing))}")
+        elif isinstance(reader, FixedSchema) and isinstance(writer, FixedSchema):
+            if reader.size != writer.size:
+                found.append(f"{where}: fixed size changed from {writer.size} to {reader.size}")
+        elif isinstance(reader, ArraySchema) and isinstance(writer, ArraySchema):
+            found += self.problems(reader.items, writer.items, f"{path}[]")
+        elif isinstance(reader, MapSchema) and isinstance(writer, MapSchema):
+            found += self.problems(reader.values, writer.values, f"{path}{{}}")
+        # Whatever the checker found that the walk could not place, in its own words.
+        return found or [f"{where}: {m}" for m in sorted(result.messages)]
+
+    def _fields(self, reader: RecordSchema, writer: RecordSchema, path: str) -> list[str]:
+        out: list[str] = []
+        for field in reader.fields:
+            fpath = f"{path}.{field.name}" if path else str(field.name)
+            old = lookup_writer_field(writer_schema=writer, reader_field=field)
             if old is None:
-                if "default" not in f:
-                    problems.append(f"{fpath}: new field without a default")
+                if not field.has_default:
+                    out.append(f"{fpath}: new field without a default")
                 continue
-            problems += reader_problems(f["type"], old["type"], fpath, rn, wn)
-        return problems
-    if rk == "enum":
-        missing = set(writer.get("symbols", [])) - set(reader.get("symbols", []))
-        if missing and "default" not in reader:
-            return [f"{where}: enum symbols removed: {', '.join(sorted(missing))}"]
-        return []
-    if rk == "array":
-        return reader_problems(reader["items"], writer["items"], f"{path}[]", rn, wn)
-    if rk == "map":
-        return reader_problems(reader["values"], writer["values"], f"{path}{{}}", rn, wn)
-    if rk == "fixed" and reader.get("size") != writer.get("size"):
-        return [f"{where}: fixed size changed from {writer.get('size')} to {reader.get('size')}"]
-    return []
+            out += self.problems(field.type, old.type, fpath)
+        return out
+
+
+def reader_problems(reader: Any, writer: Any) -> list[str]:
+    """Why data written with `writer` cannot be read with `reader` (empty when it can)."""
+    return _Explainer().problems(_parse(reader), _parse(writer), "")
 
 
 def explain(level: str, new: Any, old: Any) -> list[str]:
@@ -107,11 +131,3 @@ def explain(level: str, new: Any, old: Any) -> list[str]:
     if level in ("FORWARD", "FULL"):
         out += [f"new data unreadable by old readers: {p}" for p in reader_problems(old, new)]
     return out
-
-
-def _short(t: Any) -> str:
-    if isinstance(t, list):
-        return "[" + ", ".join(_short(x) for x in t) + "]"
-    if isinstance(t, dict):
-        return _name(t) or str(t.get("type"))
-    return str(t)

@@ -1,40 +1,45 @@
 """The schema-registry client: Confluent-compatible API (Apicurio's `/apis/ccompat/v7`).
 
-Decoding needs writer schemas by id on the hot path, so they are cached forever once fetched
-(ids are immutable). Lookups distinguish an id the registry does not know (the record's
-fault: `SCHEMA_UNKNOWN`) from a registry that cannot be reached (nobody's fault: retry).
+A thin adapter over confluent-kafka's `SchemaRegistryClient` that keeps the calls guardstream
+makes and turns its errors into guardstream's. Decoding needs writer schemas by id on the hot
+path, so they are cached forever once fetched and parsed (ids are immutable). Lookups
+distinguish an id the registry does not know (the record's fault: `SCHEMA_UNKNOWN`) from a
+registry that cannot be reached (nobody's fault: retry).
+
+The two lookup errors live in `guardstream.serde.registry_errors` (re-exported here) so pure
+code can catch them without importing a registry client. The worker's breaker and metrics
+around these lookups live in `guardstream.runtime.registry_gate`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import threading
-import time
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import fastavro
 import httpx
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.common._httpx_compat import httpx as _client_httpx
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
-from guardstream.runtime.breaker import CircuitBreaker
-from guardstream.runtime.metrics import REGISTRY_BREAKER, REGISTRY_LOOKUPS
-from guardstream.serde.avro import FramingError, split_frame
+from guardstream.serde.registry_errors import RegistryUnavailable, SchemaUnknown
 
-log = logging.getLogger(__name__)
+__all__ = ["Compatibility", "Registry", "RegistryUnavailable", "SchemaUnknown"]
 
-_CT = "application/vnd.schemaregistry.v1+json"
+T = TypeVar("T")
 
+# Confluent error codes for "no such subject / version / schema" (sent with HTTP 404).
+_NOT_FOUND_CODES = frozenset({40401, 40402, 40403})
 
-class SchemaUnknown(LookupError):
-    """The registry answered that no schema has this id."""
-
-
-class RegistryUnavailable(ConnectionError):
-    """The registry could not be reached or answered with a server error."""
+# What the client raises when no answer arrives (refused, reset, DNS, timeout). It uses httpx2
+# when installed and httpx otherwise, so catch whichever it uses (and httpx itself).
+_TRANSPORT_ERRORS: tuple[type[Exception], ...] = tuple({httpx.HTTPError, _client_httpx.HTTPError})
 
 
 @dataclass(frozen=True)
@@ -47,13 +52,23 @@ class Compatibility:
     messages: tuple[str, ...] = ()
 
 
+def _not_found(exc: SchemaRegistryError) -> bool:
+    return exc.http_status_code == 404 or exc.error_code in _NOT_FOUND_CODES
+
+
+def _message(exc: SchemaRegistryError) -> str:
+    return str(exc.error_message or "")[:300]
+
+
 class Registry:
     """A small, thread-safe client for the calls guardstream makes."""
 
     def __init__(self, settings: Settings) -> None:
         self.base = settings.registry_api.rstrip("/")
-        self._http = httpx.Client(
-            timeout=settings.registry_timeout_s, headers={"Accept": _CT, "Content-Type": _CT}
+        # No retries inside the client: a caller that must wait (the worker's RegistryGate,
+        # the tenant directory) retries with its own backoff, and tools fail fast.
+        self._client = SchemaRegistryClient(
+            {"url": self.base, "timeout": settings.registry_timeout_s, "max.retries": 0}
         )
         self._parsed: dict[int, Any] = {}
         self._lock = threading.Lock()
@@ -62,18 +77,23 @@ class Registry:
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
-        self._http.close()
+        self._client.close()
 
-    def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
+    def _call(self, call: Callable[[], T]) -> T:
+        """Run one client call; transport errors and 5xx become RegistryUnavailable.
+
+        Any other `SchemaRegistryError` (a 4xx answer) is left to the caller to interpret.
+        """
         try:
-            r = self._http.request(
-                method, f"{self.base}{path}", content=None if body is None else json.dumps(body)
-            )
-        except httpx.HTTPError as exc:
+            return call()
+        except SchemaRegistryError as exc:
+            if exc.http_status_code >= 500:
+                raise RegistryUnavailable(
+                    f"registry at {self.base} answered {exc.http_status_code}"
+                ) from exc
+            raise
+        except _TRANSPORT_ERRORS as exc:
             raise RegistryUnavailable(f"registry at {self.base} unreachable: {exc}") from exc
-        if r.status_code >= 500:
-            raise RegistryUnavailable(f"registry at {self.base} answered {r.status_code}")
-        return r
 
     def remember(self, schema_id: int, parsed: Any) -> None:
         """Cache a parsed writer schema under an id (benchmarks run without a registry)."""
@@ -91,16 +111,19 @@ class Registry:
             self.hits += 1
             return cached
         self.misses += 1
-        r = self._request("GET", f"/schemas/ids/{schema_id}")
-        if r.status_code == 404:
-            raise SchemaUnknown(f"schema id {schema_id} is not in the registry")
-        if r.status_code != 200:
-            raise RegistryUnavailable(f"GET /schemas/ids/{schema_id} answered {r.status_code}")
-        payload = r.json()
-        if payload.get("schemaType", "AVRO") != "AVRO":
-            raise SchemaUnknown(f"schema id {schema_id} is {payload['schemaType']}, not Avro")
         try:
-            parsed = fastavro.parse_schema(json.loads(payload["schema"]))
+            schema = self._call(lambda: self._client.get_schema(schema_id))
+        except SchemaRegistryError as exc:
+            if _not_found(exc):
+                raise SchemaUnknown(f"schema id {schema_id} is not in the registry") from exc
+            raise RegistryUnavailable(
+                f"GET /schemas/ids/{schema_id} answered {exc.http_status_code}"
+            ) from exc
+        schema_type = schema.schema_type or "AVRO"
+        if schema_type != "AVRO":
+            raise SchemaUnknown(f"schema id {schema_id} is {schema_type}, not Avro")
+        try:
+            parsed = fastavro.parse_schema(json.loads(schema.schema_str or ""))
         except Exception as exc:
             raise SchemaUnknown(f"schema id {schema_id} does not parse as Avro: {exc}") from exc
         with self._lock:
@@ -109,115 +132,79 @@ class Registry:
 
     def register(self, subject: str, schema: str) -> int:
         """Register a schema under a subject (idempotent) and return its id."""
-        r = self._request("POST", f"/subjects/{subject}/versions", {"schema": schema})
-        if r.status_code == 409:
+        try:
+            return int(self._call(lambda: self._client.register_schema(subject, Schema(schema))))
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 409:
+                raise GuardstreamError(
+                    f"the registry refused {subject}: {_message(exc)}",
+                    "make the change compatible (new fields need defaults) and run again",
+                ) from exc
             raise GuardstreamError(
-                f"the registry refused {subject}: {_message(r)}",
-                "make the change compatible (new fields need defaults) and run again",
-            )
-        if r.status_code != 200:
-            raise GuardstreamError(
-                f"registering {subject} failed ({r.status_code}): {_message(r)}",
+                f"registering {subject} failed ({exc.http_status_code}): {_message(exc)}",
                 "check the schema file and the registry's log (`guardstream stack logs registry`)",
-            )
-        return int(r.json()["id"])
+            ) from exc
 
     def lookup(self, subject: str, schema: str) -> int | None:
         """The id of this exact schema under a subject, or None if it is not registered."""
-        r = self._request("POST", f"/subjects/{subject}", {"schema": schema})
-        if r.status_code == 404:
-            return None
-        if r.status_code != 200:
-            raise RegistryUnavailable(f"lookup of {subject} answered {r.status_code}")
-        return int(r.json()["id"])
+        try:
+            found = self._call(lambda: self._client.lookup_schema(subject, Schema(schema)))
+        except SchemaRegistryError as exc:
+            if _not_found(exc):
+                return None
+            raise RegistryUnavailable(
+                f"lookup of {subject} answered {exc.http_status_code}"
+            ) from exc
+        return int(found.schema_id) if found.schema_id is not None else None
 
     def set_compatibility(self, level: str, subject: str | None = None) -> None:
         """Set the compatibility rule globally or for one subject."""
-        path = f"/config/{subject}" if subject else "/config"
-        r = self._request("PUT", path, {"compatibility": level})
-        if r.status_code != 200:
+        try:
+            self._call(lambda: self._client.set_compatibility(subject, level))
+        except SchemaRegistryError as exc:
             raise GuardstreamError(
-                f"setting compatibility {level} failed ({r.status_code}): {_message(r)}",
+                f"setting compatibility {level} failed ({exc.http_status_code}): {_message(exc)}",
                 "use one of BACKWARD, FORWARD, FULL (optionally _TRANSITIVE) or NONE",
-            )
+            ) from exc
 
     def check(self, subject: str, schema: str) -> Compatibility:
         """Ask the registry whether `schema` may become the subject's next version."""
-        r = self._request(
-            "POST",
-            f"/compatibility/subjects/{subject}/versions/latest?verbose=true",
-            {"schema": schema},
+        # `SchemaRegistryClient.test_compatibility` returns only the boolean and drops the
+        # registry's verbose `messages`, so this one call goes through the client's REST layer
+        # (same connection, configuration and errors) to keep them.
+        path = (
+            f"compatibility/subjects/{urllib.parse.quote(subject, safe='')}"
+            "/versions/latest?verbose=true"
         )
-        if r.status_code == 404:
-            return Compatibility(subject, True, new_subject=True)
-        if r.status_code != 200:
+        body = Schema(schema).to_dict()
+        try:
+            answer = self._call(lambda: self._client._rest_client.post(path, body=body))
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                return Compatibility(subject, True, new_subject=True)
             raise GuardstreamError(
-                f"compatibility check of {subject} failed ({r.status_code}): {_message(r)}",
+                f"compatibility check of {subject} failed ({exc.http_status_code}): "
+                f"{_message(exc)}",
                 "check the schema file and the registry's log",
-            )
-        body = r.json()
+            ) from exc
+        answer = answer or {}
         return Compatibility(
             subject,
-            bool(body.get("is_compatible")),
+            bool(answer.get("is_compatible")),
             new_subject=False,
-            messages=tuple(str(m) for m in body.get("messages", []) or []),
+            messages=tuple(str(m) for m in answer.get("messages", []) or []),
         )
 
     def latest(self, subject: str) -> str | None:
         """The latest schema text under a subject, or None when the subject is new."""
-        r = self._request("GET", f"/subjects/{subject}/versions/latest")
-        if r.status_code == 404:
-            return None
-        if r.status_code != 200:
-            raise RegistryUnavailable(f"GET latest of {subject} answered {r.status_code}")
-        return str(r.json()["schema"])
-
-
-def _message(r: httpx.Response) -> str:
-    try:
-        return str(r.json().get("message", r.text))[:300]
-    except ValueError:
-        return r.text[:300]
-
-
-class RegistryGate:
-    """Fetches writer schemas off the event loop, behind a circuit breaker.
-
-    While the registry is unreachable the caller waits here (with backoff): records are never
-    rejected for the registry's fault, so the partition's lag grows visibly instead.
-    """
-
-    def __init__(self, registry: Registry, breaker: CircuitBreaker | None = None) -> None:
-        self.registry = registry
-        self.breaker = breaker or CircuitBreaker()
-
-    async def warm(self, value: bytes | None) -> None:
-        """Make sure the writer schema a framed value names is cached (or known unknown)."""
+        # The client caches "latest" with no expiry; this call must see the registry's now.
+        self._client.clear_latest_caches()  # type: ignore[no-untyped-call]
         try:
-            schema_id, _ = split_frame(value)
-        except FramingError:
-            return  # the judge routes it
-        if self.registry.is_cached(schema_id):
-            REGISTRY_LOOKUPS.labels("hit").inc()
-            return
-        loop = asyncio.get_running_loop()
-        while True:
-            now = time.monotonic()
-            if not self.breaker.allow(now):
-                REGISTRY_BREAKER.set(1)
-                await asyncio.sleep(self.breaker.wait_s(now))
-                continue
-            try:
-                await loop.run_in_executor(None, self.registry.writer_schema, schema_id)
-                REGISTRY_LOOKUPS.labels("miss").inc()
-            except SchemaUnknown:
-                REGISTRY_LOOKUPS.labels("unknown").inc()
-            except RegistryUnavailable as exc:
-                REGISTRY_LOOKUPS.labels("error").inc()
-                self.breaker.failure(time.monotonic())
-                log.warning("schema registry unavailable (%s); records wait, lag grows", exc)
-                await asyncio.sleep(0.2)
-                continue
-            self.breaker.success()
-            REGISTRY_BREAKER.set(0)
-            return
+            found = self._call(lambda: self._client.get_latest_version(subject))
+        except SchemaRegistryError as exc:
+            if _not_found(exc):
+                return None
+            raise RegistryUnavailable(
+                f"GET latest of {subject} answered {exc.http_status_code}"
+            ) from exc
+        return str(found.schema.schema_str)
