@@ -17,15 +17,16 @@ WORKDIR /app
 # Dependencies first, from pyproject alone, so code edits do not reinstall them. Every
 # dependency ships manylinux wheels (librdkafka, RocksDB included): no compiler needed.
 COPY pyproject.toml README.md ./
-RUN mkdir guardstream && touch guardstream/__init__.py \
- && pip install . && pip uninstall -y guardstream && rm -rf guardstream build
+# (empty schemas/ and config/ too: the wheel's force-include needs them to exist)
+RUN mkdir guardstream schemas config && touch guardstream/__init__.py \
+ && pip install . && pip uninstall -y guardstream && rm -rf guardstream schemas config build
 
 COPY guardstream ./guardstream
 COPY schemas ./schemas
 COPY config ./config
-# Editable on purpose: guardstream finds schemas/ and config/ next to its package
-# (settings.REPO_ROOT), which a regular install into site-packages would separate.
-RUN pip install --no-deps -e . \
+# A regular install: the wheel ships schemas/ and config/ as package data
+# (guardstream/_data, see pyproject.toml), so nothing is read from /app at run time.
+RUN pip install --no-deps . \
  && mkdir -p /var/lib/guardstream/state \
  && chown -R guardstream:guardstream /var/lib/guardstream
 

@@ -1,13 +1,13 @@
-"""The Faust application: one per worker process, its topics, and its agents."""
+"""The one composition root: the Faust app of a worker process, its agents, and running it."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
-from guardstream.config.catalog import Catalog, cached_catalog
+from guardstream.agents import ingest, meter
+from guardstream.agents.context import Context
+from guardstream.config.catalog import cached_catalog
 from guardstream.config.settings import Settings
 from guardstream.config.tenants import load_tiers
 from guardstream.guardrails import DEFAULT_POLICY, Policy, policy_from
@@ -15,23 +15,15 @@ from guardstream.ingest.judge import Judge
 from guardstream.runtime import faust_fixes
 from guardstream.runtime.diagnostics import register_diagnostics
 from guardstream.runtime.health import register_health
+from guardstream.runtime.logs import json_logging_config
 from guardstream.runtime.metrics import FAUST_PREFIX
+from guardstream.runtime.registry_gate import RegistryGate
 from guardstream.runtime.tenant_page import register_tenant_page
 from guardstream.serde.codec import Codec
-from guardstream.serde.registry import Registry, RegistryGate
-from guardstream.tables.definitions import Tables, define_tables
-
-
-@dataclass
-class Context:
-    """What agents share: settings, the codec, the registry gate, the ingest judge."""
-
-    settings: Settings
-    codec: Codec
-    registry_gate: RegistryGate
-    judge: Judge
-    catalog: Catalog
-    tables: Tables
+from guardstream.serde.registry import Registry
+from guardstream.streams.admin import ensure_topics
+from guardstream.streams.clients import faust_broker_options
+from guardstream.tables.definitions import define_tables
 
 
 def create_app(settings: Settings) -> tuple[faust.App, Context]:
@@ -40,7 +32,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     faust_fixes.apply()
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        **faust_broker_options(settings),
         store="rocksdb://",
         datadir=str(settings.state_dir),
         web_port=settings.worker_web_port,
@@ -85,11 +77,22 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         tables=tables,
     )
 
-    from guardstream.agents import ingest, meter
-
     ingest.register(app, ctx)
     meter.register(app, ctx)
     register_health(app)
     register_diagnostics(app)
     register_tenant_page(app, tables, load_tiers(settings.tiers_file))
     return app, ctx
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Create missing topics, resolve output schema ids, and run until stopped."""
+    ensure_topics(settings)
+    app, ctx = create_app(settings)
+    ctx.codec.resolve_output_ids()
+    if settings.log_format == "json":
+        # One JSON object per line, with request and trace ids when a record is in hand.
+        worker = faust.Worker(app, loglevel=loglevel, logging_config=json_logging_config(loglevel))
+    else:
+        worker = faust.Worker(app, loglevel=loglevel)
+    worker.execute_from_commandline()

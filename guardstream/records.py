@@ -1,17 +1,23 @@
-"""Building decision records: deterministic ids, reasons, and the Avro-shaped dicts."""
+"""What flows through the stages: where a record was read, what a stage decided to send.
+
+`RawRecord` is an input as the broker delivered it; `Outcome` is one record to send (a
+topic, key, the Avro-shaped record and its CloudEvents headers), encoded only at the edge by
+`agents.Outputs`. The builders here give decision and dead-letter records their
+deterministic ids, so a redelivered input produces byte-identical outputs.
+"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from guardstream.reasons import Reason
+from guardstream.streams.cloudevents import binary_headers
+from guardstream.streams.topics import DEADLETTER_TYPE, DECISION_TYPE, Topic
 
-REQUEST_TYPE = "io.guardstream.request.v1"
-USAGE_TYPE = "io.guardstream.usage.v1"
-DECISION_TYPE = "io.guardstream.decision.v1"
-DEADLETTER_TYPE = "io.guardstream.deadletter.v1"
+# The record name the decision schema gives the embedded sanitized request (a union branch).
+REQUEST_RECORD = "io.guardstream.v1.Request"
 _NAMESPACE = uuid.UUID("6f1b7a3e-3c2d-5b8e-9a41-0d5c2e7f9b10")
 
 
@@ -23,6 +29,64 @@ class Ingress:
     partition: int
     offset: int
     timestamp_ms: int
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a metering record sits: its partition, offset and broker timestamp."""
+
+    partition: int
+    offset: int
+    ts_ms: int
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """An ingress record as the broker delivered it."""
+
+    ingress: Ingress
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One record to send: topic, key, the record as its topic's schema expects, headers."""
+
+    topic: Topic
+    key: bytes | None
+    record: dict[str, Any]
+    headers: list[tuple[str, bytes]]
+    code: str  # the first reason code, "FORWARDED", "ADMITTED" or the audit kind
+    tenant_id: str | None
+    findings: dict[str, int] = field(default_factory=dict)
+
+
+def request_data(
+    tenant_id: str,
+    messages: list[dict[str, str]],
+    *,
+    model: str = "gpt-4o-mini",
+    max_tokens: int = 256,
+    **optional: Any,
+) -> dict[str, Any]:
+    """A request's data as the `Request` schema expects it; optional fields default to unset.
+
+    `optional` sets any of `temperature`, `top_p`, `stop`, `idempotency_key`, `metadata`.
+    """
+    return {
+        "tenant_id": tenant_id,
+        "model": model,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": None,
+        "top_p": None,
+        "stop": None,
+        "idempotency_key": None,
+        "metadata": {},
+        **optional,
+    }
 
 
 def decision_id(ingress: Ingress) -> str:
@@ -96,3 +160,51 @@ def deadletter(
         "original_value": value,
         "original_headers": [{"key": k, "value": v} for k, v in headers],
     }
+
+
+def dead_letter(rec: RawRecord, code: Reason, detail: str, stage: str) -> Outcome:
+    """The original record, byte for byte, in a dead-letter envelope naming the reason."""
+    envelope = deadletter(
+        rec.ingress,
+        code=code,
+        detail=detail,
+        stage=stage,
+        key=rec.key,
+        value=rec.value,
+        headers=rec.headers,
+    )
+    headers = binary_headers(
+        id=decision_id(rec.ingress),
+        source=f"/guardstream/{stage}",
+        type=DEADLETTER_TYPE,
+        time_ms=rec.ingress.timestamp_ms,
+    )
+    return Outcome(Topic.DEADLETTER, rec.key, envelope, headers, code, None)
+
+
+def decision_outcome(
+    record: dict[str, Any],
+    request_id: str,
+    traceparent: str | None,
+    fallback_key: bytes | None,
+    source: str,
+) -> Outcome:
+    """A decision record as a binary-mode CloudEvent on `admitted` or `rejected`."""
+    extensions = {"requestid": request_id}
+    if traceparent:
+        extensions["traceparent"] = traceparent
+    admitted = record["outcome"] == "ADMITTED"
+    topic = Topic.ADMITTED if admitted else Topic.REJECTED
+    headers = binary_headers(
+        id=record["decision_id"],
+        source=source,
+        type=DECISION_TYPE,
+        time_ms=record["decided_at"],
+        subject=request_id,
+        extensions=extensions,
+    )
+    key = record["tenant_id"].encode() if record["tenant_id"] else fallback_key
+    code = "ADMITTED" if admitted else record["reasons"][0]["code"]
+    if record["sanitized_request"] is not None:
+        record = {**record, "sanitized_request": (REQUEST_RECORD, record["sanitized_request"])}
+    return Outcome(topic, key, record, headers, code, record["tenant_id"])

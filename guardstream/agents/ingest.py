@@ -12,15 +12,15 @@ from typing import Any
 
 import faust
 
-from guardstream.agents import Outputs, hold_if_stopping
-from guardstream.app import Context
-from guardstream.ingest.judge import STAGE, Outcome, RawRecord, dead_letter
+from guardstream.agents.context import Context, Outputs, hold_if_stopping
+from guardstream.ingest.judge import STAGE
 from guardstream.reasons import Reason
-from guardstream.records import Ingress
+from guardstream.records import Ingress, Outcome, RawRecord, dead_letter
 from guardstream.runtime.continuity import InputWatch
 from guardstream.runtime.logs import log_context
 from guardstream.runtime.metrics import record_outcome
 from guardstream.serde.registry import RegistryUnavailable
+from guardstream.streams.topics import Topic
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +28,11 @@ log = logging.getLogger(__name__)
 def register(app: faust.App, ctx: Context) -> None:
     """Define the ingest agent on the app."""
     settings = ctx.settings
-    sources = app.topic(settings.topic("requests"), settings.topic("usage"))
-    outputs = Outputs(
-        app,
-        {name: settings.topic(name) for name in ("metering", "rejected", "deadletter", "admitted")},
-    )
+    inputs = {settings.topic(Topic.REQUESTS), settings.topic(Topic.USAGE)}
+    sources = app.topic(*sorted(inputs))
+    outputs = Outputs(app, ctx)
 
-    watch = InputWatch(
-        app, STAGE, {settings.topic("requests"), settings.topic("usage")}, settings.kafka_bootstrap
-    )
+    watch = InputWatch(app, STAGE, inputs, settings)
 
     @app.timer(interval=1.0)
     async def check_input_continuity() -> None:
@@ -59,21 +55,23 @@ def register(app: faust.App, ctx: Context) -> None:
                 request_id=_header(rec.headers, "ce_id"),
                 traceparent=_header(rec.headers, "ce_traceparent"),
             ):
-                out = await _judge(rec)
-            await outputs.send(out.topic, out.key, out.value, out.headers)
+                out, value = await _judge(rec)
+            await outputs.send(out, value)
             record_outcome(STAGE, out.topic, out.code, started, rec.ingress.timestamp_ms)
 
-    async def _judge(rec: RawRecord) -> Outcome:
+    async def _judge(rec: RawRecord) -> tuple[Outcome, bytes]:
         while True:
             await ctx.registry_gate.warm(rec.value)
             try:
-                return ctx.judge.judge(rec)
+                out = ctx.judge.judge(rec)
+                return out, outputs.encode(out)
             except RegistryUnavailable:
                 continue  # the gate backs off; never reject for the registry's fault
             except Exception as exc:  # a bug must not stop the partition
                 i = rec.ingress
                 log.exception("ingest failed on %s[%d]@%d", i.topic, i.partition, i.offset)
-                return dead_letter(ctx.codec, rec, Reason.INTERNAL_ERROR, repr(exc)[:500], STAGE)
+                out = dead_letter(rec, Reason.INTERNAL_ERROR, repr(exc)[:500], STAGE)
+                return out, outputs.encode(out)
 
 
 def _header(headers: list[tuple[str, bytes | None]], name: str) -> str | None:

@@ -14,13 +14,12 @@ from typing import Any
 
 import faust
 
-from guardstream.agents import Outputs, hold_if_stopping
-from guardstream.app import Context
+from guardstream.agents.context import Context, Outputs, hold_if_stopping
 from guardstream.config.tenants import load_tiers
-from guardstream.ingest.judge import Outcome, RawRecord, dead_letter, decision_outcome
 from guardstream.metering import step as metering
+from guardstream.metering.keys import state_key
 from guardstream.reasons import Reason
-from guardstream.records import Ingress
+from guardstream.records import Ingress, Outcome, Position, RawRecord, dead_letter, decision_outcome
 from guardstream.runtime.continuity import InputWatch
 from guardstream.runtime.metrics import (
     BUDGET_ALERTS,
@@ -32,24 +31,20 @@ from guardstream.runtime.metrics import (
     TENANT_SPEND,
     record_outcome,
 )
-from guardstream.serde.codec import Codec
+from guardstream.streams.topics import Topic
 
 STAGE = "meter"
 SOURCE = "/guardstream/meter"
 log = logging.getLogger(__name__)
 
 
-def step_outcomes(
-    codec: Codec, step: metering.Step, record: dict[str, Any], key: bytes | None
-) -> list[Outcome]:
+def step_outcomes(step: metering.Step, record: dict[str, Any], key: bytes | None) -> list[Outcome]:
     """What one metering step sends: its audit events, then its decision (if any)."""
     tenant = record["tenant_id"]
-    outs = [
-        Outcome("audit", key, codec.encode("audit", a), [], a["kind"], tenant) for a in step.audits
-    ]
+    outs = [Outcome(Topic.AUDIT, key, a, [], a["kind"], tenant) for a in step.audits]
     if step.decision is not None:
         d = step.decision
-        outs.append(decision_outcome(codec, d, d["request_id"], record["traceparent"], key, SOURCE))
+        outs.append(decision_outcome(d, d["request_id"], record["traceparent"], key, SOURCE))
     return outs
 
 
@@ -75,19 +70,16 @@ def register(app: faust.App, ctx: Context) -> None:
                     if value is not None:
                         TENANT_BUDGET.labels(tenant, period).set(value)
 
-    outputs = Outputs(
-        app,
-        {name: settings.topic(name) for name in ("admitted", "rejected", "audit", "deadletter")},
-    )
+    outputs = Outputs(app, ctx)
 
-    def apply(msg: Any) -> tuple[list[Outcome], metering.Step, dict[str, Any]]:
-        record = codec.decode(msg.value, "metering")
+    def apply(msg: Any) -> tuple[list[tuple[Outcome, bytes]], metering.Step, dict[str, Any]]:
+        record = codec.decode(msg.value, Topic.METERING)
         tenant = record["tenant_id"]
         limits = metering.limits(tenant, tables.tenant_config(tenant), tiers)
         step = metering.step(
-            metering.TenantState.from_bytes(tables.meter.get(metering.state_key(tenant))),
+            metering.TenantState.from_bytes(tables.meter.get(state_key(tenant))),
             record,
-            metering.Position(msg.partition, msg.offset, round(msg.timestamp * 1000)),
+            Position(msg.partition, msg.offset, round(msg.timestamp * 1000)),
             limits,
             ctx.catalog,
             tables.meter.get,
@@ -98,7 +90,8 @@ def register(app: faust.App, ctx: Context) -> None:
             for audit in step.audits:
                 record_money(audit, step.tier, limits)
             held[tenant] = (step.tier, step.state.held_micros())
-        outs = step_outcomes(codec, step, record, msg.key)
+        # Encoded before any table write: a record that cannot be encoded changes nothing.
+        outs = [(out, outputs.encode(out)) for out in step_outcomes(step, record, msg.key)]
         # Per-request entries first, tenant state (with its last offset) last, into the one
         # table whose changelog keeps their order: a crash loses a suffix, so a state that
         # made it means its entries did, and a record the state lacks is applied again.
@@ -108,7 +101,7 @@ def register(app: faust.App, ctx: Context) -> None:
             else:
                 tables.meter[key] = value
         if step.changed:
-            tables.meter[metering.state_key(tenant)] = step.state.to_bytes()
+            tables.meter[state_key(tenant)] = step.state.to_bytes()
         return outs, step, record
 
     # Budget held by outstanding reservations, per tenant on this worker's partitions, as of
@@ -129,19 +122,21 @@ def register(app: faust.App, ctx: Context) -> None:
         for tier, amount in by_tier.items():
             RESERVED.labels(tier).set(amount)
 
-    watch = InputWatch(app, STAGE, {settings.topic("metering")}, settings.kafka_bootstrap)
+    watch = InputWatch(app, STAGE, {settings.topic(Topic.METERING)}, settings)
 
     @app.timer(interval=1.0)
     async def check_input_continuity() -> None:
         await watch.check_idle()
 
-    @app.agent(app.topic(settings.topic("metering")), name="guardstream.meter")
+    @app.agent(app.topic(settings.topic(Topic.METERING)), name="guardstream.meter")
     async def meter(stream: Any) -> None:
         # Judge nobody before every tenant config known at start-up is loaded.
         tables.tenants.start()
         loop = asyncio.get_running_loop()
         while not await loop.run_in_executor(None, tables.tenants.ready.wait, 5.0):
-            log.warning("waiting for the tenant directory to load %s", settings.topic("tenants"))
+            log.warning(
+                "waiting for the tenant directory to load %s", settings.topic(Topic.TENANTS)
+            )
         async for event in stream.events():
             msg = event.message
             started = time.perf_counter()
@@ -157,15 +152,15 @@ def register(app: faust.App, ctx: Context) -> None:
                     msg.value,
                     list(msg.headers or []),
                 )
-                out = dead_letter(codec, rec, Reason.INTERNAL_ERROR, repr(exc)[:500], STAGE)
-                await outputs.send("deadletter", out.key, out.value, out.headers)
-                record_outcome(STAGE, "deadletter", out.code, started, rec.ingress.timestamp_ms)
+                out = dead_letter(rec, Reason.INTERNAL_ERROR, repr(exc)[:500], STAGE)
+                await outputs.send(out, outputs.encode(out))
+                record_outcome(STAGE, out.topic, out.code, started, rec.ingress.timestamp_ms)
                 continue
-            for out in outs:
-                await outputs.send(out.topic, out.key, out.value, out.headers)
+            for out, value in outs:
+                await outputs.send(out, value)
                 if out.code.startswith("ALERT_"):
                     BUDGET_ALERTS.labels(out.code, step.tier).inc()
-                elif out.topic != "audit":
+                elif out.topic is not Topic.AUDIT:
                     record_outcome(STAGE, out.topic, out.code, started, record["ingress_timestamp"])
                     if out.code == "RATE_LIMITED":
                         RATE_LIMITED.labels(step.tier).inc()

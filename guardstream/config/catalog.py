@@ -6,10 +6,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from guardstream.errors import GuardstreamError
+from guardstream.config.loader import load_model
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -39,23 +38,13 @@ class Catalog(BaseModel):
 
 def load_catalog(path: Path) -> Catalog:
     """Read and validate a catalog file; errors name the file and the field."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise GuardstreamError(
-            f"cannot read the model catalog {path}: {exc.strerror}",
-            "set GUARDSTREAM_MODEL_CATALOG to a readable YAML file",
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise GuardstreamError(f"{path} is not valid YAML: {exc}", "fix the file") from exc
-    try:
-        return Catalog.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise GuardstreamError(
-            f"{path}: {where}: {first['msg']}", "fix that entry (prices are integers)"
-        ) from exc
+    return load_model(
+        Catalog,
+        path,
+        "the model catalog",
+        "fix that entry (prices are integers)",
+        unreadable_fix="set GUARDSTREAM_MODEL_CATALOG to a readable YAML file",
+    )
 
 
 @lru_cache(maxsize=4)

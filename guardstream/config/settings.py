@@ -11,12 +11,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from guardstream.config import resources
+
 # Bind addresses that mean "every interface": nobody can connect to them by that name.
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class Settings(BaseSettings):
@@ -55,7 +59,28 @@ class Settings(BaseSettings):
         None, description="Confluent-compatible registry API; defaults to the local Apicurio"
     )
     schema_compatibility: str = Field("BACKWARD", description="Registry compatibility rule")
-    schema_dir: Path = Field(REPO_ROOT / "schemas", description="Directory of the .avsc files")
+    schema_dir: Path = Field(
+        resources.data_dir("schemas"), description="Directory of the .avsc files"
+    )
+
+    # --- broker security (every Kafka client: confluent-kafka, aiokafka, Faust) ----------------
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        "PLAIN", description="SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL username (PLAIN and SCRAM)")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password")
+    kafka_ssl_ca_file: Path | None = Field(
+        None, description="PEM CA bundle to verify the brokers; default: the system's CAs"
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        None, description="PEM client certificate (mutual TLS)"
+    )
+    kafka_ssl_key_file: Path | None = Field(
+        None, description="PEM private key of the client certificate"
+    )
 
     # --- pipeline --------------------------------------------------------------------------
     topic_prefix: str = Field("guardstream", description="Common prefix of every topic")
@@ -70,11 +95,14 @@ class Settings(BaseSettings):
         None, description="RocksDB table directory; defaults to data_dir/worker-<port>"
     )
     model_catalog: Path = Field(
-        REPO_ROOT / "config" / "models.yaml", description="Model catalog (limits, prices)"
+        resources.data_file("config", "models.yaml"),
+        description="Model catalog (limits, prices)",
     )
-    tiers_file: Path = Field(REPO_ROOT / "config" / "tiers.yaml", description="Tier defaults")
+    tiers_file: Path = Field(
+        resources.data_file("config", "tiers.yaml"), description="Tier defaults"
+    )
     demo_tenants_file: Path = Field(
-        REPO_ROOT / "config" / "demo-tenants.yaml", description="Tenants `demo` applies"
+        resources.data_file("config", "demo-tenants.yaml"), description="Tenants `demo` applies"
     )
     session_timeout_s: float = Field(
         10.0, ge=3, description="Consumer session timeout: how soon a dead worker's partitions move"
@@ -111,6 +139,34 @@ class Settings(BaseSettings):
     lag_groups: str | None = Field(
         None, description="Comma-separated consumer groups `lag` and the exporter report"
     )
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> Settings:
+        if self.kafka_uses_sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(
+                f"GUARDSTREAM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "GUARDSTREAM_KAFKA_SASL_USERNAME and GUARDSTREAM_KAFKA_SASL_PASSWORD"
+            )
+        if bool(self.kafka_ssl_cert_file) != bool(self.kafka_ssl_key_file):
+            raise ValueError(
+                "GUARDSTREAM_KAFKA_SSL_CERT_FILE and GUARDSTREAM_KAFKA_SSL_KEY_FILE go together"
+            )
+        return self
+
+    @property
+    def kafka_uses_sasl(self) -> bool:
+        """Whether clients authenticate with SASL."""
+        return self.kafka_security_protocol.startswith("SASL_")
+
+    @property
+    def kafka_uses_tls(self) -> bool:
+        """Whether client connections are encrypted with TLS."""
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
 
     @property
     def kafka_bootstrap(self) -> str:

@@ -12,9 +12,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from guardstream.config.loader import load_model, read_yaml, validate
 from guardstream.errors import GuardstreamError
 from guardstream.guardrails import PolicyError, policy_from
 from guardstream.ingest.payload import TENANT_PATTERN
@@ -128,30 +128,13 @@ def limits_for(tenant_id: str, config: TenantConfig | None, tiers: Tiers) -> Lim
     )
 
 
-def _load_yaml(path: Path, what: str) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise GuardstreamError(
-            f"cannot read {what} {path}: {exc.strerror}", "check the path"
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise GuardstreamError(f"{path} is not valid YAML: {exc}", "fix the file") from exc
-
-
-def _validation_error(path: Path, exc: ValidationError, prefix: str = "") -> GuardstreamError:
-    first = exc.errors()[0]
-    where = prefix + ".".join(str(p) for p in first["loc"])
-    return GuardstreamError(f"{path}: {where}: {first['msg']}", "fix that entry and apply again")
+_FIX_ENTRY = "fix that entry and apply again"
 
 
 @lru_cache(maxsize=4)
 def load_tiers(path: Path) -> Tiers:
     """The tiers file, validated (and its default tier checked to exist)."""
-    try:
-        tiers = Tiers.model_validate(_load_yaml(path, "the tiers file"))
-    except ValidationError as exc:
-        raise _validation_error(path, exc) from exc
+    tiers = load_model(Tiers, path, "the tiers file", _FIX_ENTRY)
     if tiers.default_tier not in tiers.tiers:
         raise GuardstreamError(
             f"{path}: default_tier '{tiers.default_tier}' is not one of the tiers",
@@ -162,7 +145,7 @@ def load_tiers(path: Path) -> Tiers:
 
 def load_tenants_file(path: Path, tiers: Tiers) -> list[TenantConfig]:
     """Tenants from a YAML file (`tenants: [...]`), validated against the tiers."""
-    raw = _load_yaml(path, "the tenants file")
+    raw = read_yaml(path, "the tenants file")
     items = raw.get("tenants") if isinstance(raw, dict) else None
     if not isinstance(items, list) or not items:
         raise GuardstreamError(
@@ -170,10 +153,7 @@ def load_tenants_file(path: Path, tiers: Tiers) -> list[TenantConfig]:
         )
     out = []
     for i, item in enumerate(items):
-        try:
-            config = TenantConfig.model_validate(item)
-        except ValidationError as exc:
-            raise _validation_error(path, exc, f"tenants[{i}].") from exc
+        config = validate(TenantConfig, item, path, _FIX_ENTRY, prefix=f"tenants[{i}].")
         try:
             policy_from(config.policy)
         except PolicyError as exc:

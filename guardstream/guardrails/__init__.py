@@ -1,4 +1,4 @@
-"""Preprocessing guardrails: text hygiene, PII and secret detection, prompt-injection
+"""The guardrails: text hygiene, PII and secret detection, prompt-injection
 heuristics, token estimates and per-tenant policy. Pure functions: no Kafka, no Faust."""
 
 from guardstream.guardrails.budget import NO_DEADLINE, Deadline, OverBudget
@@ -7,9 +7,9 @@ from guardstream.guardrails.injection import InjectionResult, score_injection
 from guardstream.guardrails.pii import Finding, scan_pii
 from guardstream.guardrails.policy import (
     DEFAULT_POLICY,
+    GuardrailResult,
     Policy,
     PolicyError,
-    PreprocessResult,
     apply_policy,
     policy_from,
 )
@@ -20,11 +20,11 @@ __all__ = [
     "NO_DEADLINE",
     "Deadline",
     "Finding",
+    "GuardrailResult",
     "InjectionResult",
     "OverBudget",
     "Policy",
     "PolicyError",
-    "PreprocessResult",
     "apply_policy",
     "estimate_prompt_tokens",
     "normalize_text",

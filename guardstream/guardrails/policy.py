@@ -1,4 +1,4 @@
-"""Per-tenant preprocessing policy, and applying it to a request's messages.
+"""Per-tenant guardrail policy, and applying it to a request's messages.
 
 For each detector a tenant chooses `allow`, `redact` (typed placeholders such as `[EMAIL_1]`,
 the same value getting the same placeholder throughout the request), `hash` (a salted hash,
@@ -75,7 +75,7 @@ def policy_from(values: Mapping[str, str]) -> Policy:
 
 
 @dataclass(frozen=True)
-class PreprocessResult:
+class GuardrailResult:
     """Cleaned messages and what was found; `blocked` is a reason code or None."""
 
     messages: tuple[tuple[str, str], ...]
@@ -119,7 +119,7 @@ def apply_policy(
     *,
     salt: str = "",
     deadline: Deadline = NO_DEADLINE,
-) -> PreprocessResult:
+) -> GuardrailResult:
     """Normalise, detect, then redact / hash / block per the policy.
 
     Raises budget.OverBudget when `deadline` passes between two steps.
@@ -178,7 +178,7 @@ def apply_policy(
             f"prompt-injection score {injection.score} reaches the tenant's threshold "
             f"{policy.injection_threshold} ({families})"
         )
-        return PreprocessResult(
+        return GuardrailResult(
             tuple(cleaned),
             dict(findings),
             injection.score,
@@ -189,10 +189,10 @@ def apply_policy(
     out = tuple(
         (role, _replace(c, spans[i]) if spans[i] else c) for i, (role, c) in enumerate(cleaned)
     )
-    return PreprocessResult(out, dict(findings), injection.score, injection.families, None, None)
+    return GuardrailResult(out, dict(findings), injection.score, injection.families, None, None)
 
 
 def _blocked(
     cleaned: list[tuple[str, str]], findings: Counter[str], code: str, detail: str
-) -> PreprocessResult:
-    return PreprocessResult(tuple(cleaned), dict(findings), 0, (), code, detail)
+) -> GuardrailResult:
+    return GuardrailResult(tuple(cleaned), dict(findings), 0, (), code, detail)

@@ -9,10 +9,10 @@ comes back. Every path ends in exactly one outcome, so no input can stall a part
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
-from guardstream import records as decisions
+from guardstream import records
 from guardstream.config.catalog import Catalog
 from guardstream.guardrails import (
     DEFAULT_POLICY,
@@ -24,49 +24,36 @@ from guardstream.guardrails import (
 )
 from guardstream.ingest.payload import PayloadProblem, validate_request, validate_usage
 from guardstream.reasons import Reason
-from guardstream.records import DEADLETTER_TYPE, DECISION_TYPE, REQUEST_TYPE, USAGE_TYPE, Ingress
+from guardstream.records import (
+    REQUEST_RECORD,
+    Outcome,
+    RawRecord,
+    dead_letter,
+    decision_outcome,
+)
 from guardstream.serde.avro import FramingError
-from guardstream.serde.codec import Codec
-from guardstream.serde.registry import SchemaUnknown
+from guardstream.serde.registry_errors import SchemaUnknown
 from guardstream.streams.cloudevents import (
-    AVRO_CONTENT_TYPE,
     CloudEventAttrs,
     CloudEventError,
     StructuredDecodeError,
-    binary_headers,
-    check_attributes,
+    check_binary,
     read_envelope,
     read_structured,
 )
+from guardstream.streams.topics import Topic
 
 STAGE = "ingest"
-REQUEST_RECORD = "io.guardstream.v1.Request"
 SOURCE = "/guardstream/ingest"
 PolicyLookup = Callable[[str], Policy]
 _P = TypeVar("_P")
 
 
-@dataclass(frozen=True)
-class RawRecord:
-    """An ingress record as the broker delivered it."""
+class Decoder(Protocol):
+    """What the judge needs of `serde.codec.Codec`: its outcomes are encoded at the edge."""
 
-    ingress: Ingress
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes | None]]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What to send where: a topic short name, key, encoded value and headers."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    code: str  # the first reason code, or "FORWARDED"
-    tenant_id: str | None
-    findings: dict[str, int] = field(default_factory=dict)
+    def decode(self, value: bytes, topic: Topic) -> Any:
+        """A framed value decoded into the reader schema of `topic`'s values."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +83,7 @@ class Refused(Exception):
     def one(
         cls, code: Reason, detail: str, where: str | None = None, tenant_id: str | None = None
     ) -> Refused:
-        return cls([decisions.reason(code, detail, where)], tenant_id)
+        return cls([records.reason(code, detail, where)], tenant_id)
 
 
 class Unreadable(Exception):
@@ -112,7 +99,7 @@ class Unreadable(Exception):
 class Judge:
     """Everything the ingest stage decides with; one per worker."""
 
-    codec: Codec
+    codec: Decoder
     catalog: Catalog
     max_record_bytes: int
     policy_for: PolicyLookup = lambda _tenant: DEFAULT_POLICY
@@ -126,14 +113,14 @@ class Judge:
         """
         deadline = Deadline.after(self.record_budget_ms)
         is_usage = rec.ingress.topic.endswith(".usage")
-        ce_type = USAGE_TYPE if is_usage else REQUEST_TYPE
+        topic = Topic.USAGE if is_usage else Topic.REQUESTS
         try:
-            attrs, data = self._read(rec, ce_type)
+            attrs, data = self._read(rec, topic)
         except CloudEventError as exc:
             # Without a usable id and source nobody can be answered; broken headers mean
             # the record's bytes are what an operator needs to see.
             if exc.identified and exc.code is not Reason.HEADER_INVALID:
-                why = [decisions.reason(exc.code, exc.detail, exc.field)]
+                why = [records.reason(exc.code, exc.detail, exc.field)]
                 return self._reject(rec, Identity.of(exc.attrs), why, None)
             return self._dead(rec, exc.code, exc.detail)
         except Unreadable as exc:
@@ -150,15 +137,16 @@ class Judge:
                 f"cleaning this request took over the per-record budget of "
                 f"{exc.budget_ms} ms (at {exc.step}); send a shorter prompt"
             )
-            why = [decisions.reason(Reason.PROCESSING_BUDGET_EXCEEDED, detail, "messages")]
+            why = [records.reason(Reason.PROCESSING_BUDGET_EXCEEDED, detail, "messages")]
             return self._reject(rec, who, why, _tenant_of(data))
         except Refused as exc:
             return self._reject(rec, who, exc.reasons, exc.tenant_id)
 
     # --- reading ------------------------------------------------------------------------
 
-    def _read(self, rec: RawRecord, ce_type: str) -> tuple[CloudEventAttrs, Any]:
+    def _read(self, rec: RawRecord, topic: Topic) -> tuple[CloudEventAttrs, Any]:
         """Attributes and decoded data, or Refused (as data) when identified but refused."""
+        accepted = (str(topic.ce_type),)
         env = read_envelope(rec.headers)
         value = rec.value or b""
         oversize = len(value) > self.max_record_bytes
@@ -166,11 +154,11 @@ class Judge:
             if oversize:  # the attributes are inside the value: nobody to answer
                 raise Unreadable(Reason.PAYLOAD_TOO_LARGE, self._size_detail(value))
             try:
-                attrs, data = read_structured(value, env.content_type or "", (ce_type,))
+                attrs, data = read_structured(value, env.content_type or "", accepted)
             except StructuredDecodeError as exc:
                 raise Unreadable(Reason.STRUCTURED_DECODE_FAILED, str(exc)) from None
             if isinstance(data, bytes):
-                return attrs, self._decode_framed(data, ce_type)
+                return attrs, self._decode_framed(data, topic)
             if isinstance(data, dict):
                 return attrs, data
             return attrs, Refused.one(
@@ -178,26 +166,17 @@ class Judge:
                 "structured event data must be a JSON object or bytes of Confluent-framed Avro",
                 "data",
             )
-        attrs = check_attributes(env.attrs, (ce_type,), content_type=env.content_type)
-        media = (env.content_type or AVRO_CONTENT_TYPE).split(";")[0].strip().lower()
-        if media not in (AVRO_CONTENT_TYPE, "avro/binary"):
-            return attrs, Refused.one(
-                Reason.CONTENT_TYPE_UNSUPPORTED,
-                f"content-type '{media[:80]}' is not {AVRO_CONTENT_TYPE} (binary mode) nor "
-                "application/cloudevents+json / +avro (structured mode)",
-                "content-type",
-            )
+        attrs = check_binary(env, accepted)
         if oversize:
             return attrs, Refused.one(Reason.PAYLOAD_TOO_LARGE, self._size_detail(value))
-        return attrs, self._decode_framed(value, ce_type)
+        return attrs, self._decode_framed(value, topic)
 
     def _size_detail(self, value: bytes) -> str:
         return f"value is {len(value)} bytes; the limit is {self.max_record_bytes} bytes"
 
-    def _decode_framed(self, value: bytes, ce_type: str) -> Any:
-        stem = "usage" if ce_type == USAGE_TYPE else "request"
+    def _decode_framed(self, value: bytes, topic: Topic) -> Any:
         try:
-            return self.codec.decode(value, stem)
+            return self.codec.decode(value, topic)
         except FramingError as exc:
             raise Unreadable(Reason(exc.code), exc.detail) from None
         except SchemaUnknown as exc:
@@ -303,8 +282,9 @@ class Judge:
         headers: list[tuple[str, bytes]] = [("ce_requestid", who.id.encode())]
         if who.traceparent:
             headers.append(("traceparent", who.traceparent.encode()))
-        value = self.codec.encode("metering", record)
-        return Outcome("metering", tenant.encode(), value, headers, "FORWARDED", tenant, findings)
+        return Outcome(
+            Topic.METERING, tenant.encode(), record, headers, "FORWARDED", tenant, findings
+        )
 
     def _reject(
         self,
@@ -313,7 +293,7 @@ class Judge:
         reasons: list[dict[str, Any]],
         tenant_id: str | None,
     ) -> Outcome:
-        record = decisions.decision(
+        record = records.decision(
             rec.ingress,
             request_id=who.id,
             request_source=who.source,
@@ -321,10 +301,10 @@ class Judge:
             admitted=False,
             reasons=reasons,
         )
-        return decision_outcome(self.codec, record, who.id, who.traceparent, rec.key)
+        return decision_outcome(record, who.id, who.traceparent, rec.key, SOURCE)
 
     def _dead(self, rec: RawRecord, code: Reason, detail: str) -> Outcome:
-        return dead_letter(self.codec, rec, code, detail, STAGE)
+        return dead_letter(rec, code, detail, STAGE)
 
 
 def _payload(validate: Callable[[Any], _P], data: dict[str, Any]) -> _P:
@@ -332,7 +312,7 @@ def _payload(validate: Callable[[Any], _P], data: dict[str, Any]) -> _P:
     try:
         return validate(data)
     except PayloadProblem as exc:
-        why = [decisions.reason(Reason.PAYLOAD_INVALID, f"{f}: {m}", f) for f, m in exc.problems]
+        why = [records.reason(Reason.PAYLOAD_INVALID, f"{f}: {m}", f) for f, m in exc.problems]
         raise Refused(why, _tenant_of(data)) from None
 
 
@@ -340,52 +320,3 @@ def _tenant_of(data: Any) -> str | None:
     """The tenant id a refused payload names, when it is a plausible one to key by."""
     tenant = data.get("tenant_id") if isinstance(data, dict) else None
     return tenant if isinstance(tenant, str) and len(tenant) <= 64 else None
-
-
-def dead_letter(codec: Codec, rec: RawRecord, code: Reason, detail: str, stage: str) -> Outcome:
-    """The original record, byte for byte, in a dead-letter envelope naming the reason."""
-    envelope = decisions.deadletter(
-        rec.ingress,
-        code=code,
-        detail=detail,
-        stage=stage,
-        key=rec.key,
-        value=rec.value,
-        headers=rec.headers,
-    )
-    headers = binary_headers(
-        id=decisions.decision_id(rec.ingress),
-        source=f"/guardstream/{stage}",
-        type=DEADLETTER_TYPE,
-        time_ms=rec.ingress.timestamp_ms,
-    )
-    return Outcome("deadletter", rec.key, codec.encode("deadletter", envelope), headers, code, None)
-
-
-def decision_outcome(
-    codec: Codec,
-    record: dict[str, Any],
-    request_id: str,
-    traceparent: str | None,
-    fallback_key: bytes | None,
-    source: str = SOURCE,
-) -> Outcome:
-    """A decision record as a binary-mode CloudEvent on `admitted` or `rejected`."""
-    extensions = {"requestid": request_id}
-    if traceparent:
-        extensions["traceparent"] = traceparent
-    admitted = record["outcome"] == "ADMITTED"
-    topic = "admitted" if admitted else "rejected"
-    headers = binary_headers(
-        id=record["decision_id"],
-        source=source,
-        type=DECISION_TYPE,
-        time_ms=record["decided_at"],
-        subject=request_id,
-        extensions=extensions,
-    )
-    key = record["tenant_id"].encode() if record["tenant_id"] else fallback_key
-    code = "ADMITTED" if admitted else record["reasons"][0]["code"]
-    if record["sanitized_request"] is not None:
-        record = {**record, "sanitized_request": (REQUEST_RECORD, record["sanitized_request"])}
-    return Outcome(topic, key, codec.encode(topic, record), headers, code, record["tenant_id"])

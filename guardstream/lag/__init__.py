@@ -1,1 +1,1 @@
-"""TODO"""
+"""Consumer lag: reading it from the broker, and serving it as Prometheus metrics."""

@@ -6,20 +6,15 @@ the backlog is what matters most, and a worker's own `/metrics` page is down wit
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Annotated
 
-import typer
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
-from rich.console import Console
-from rich.table import Table
 
-from guardstream.config.settings import Settings, get_settings
+from guardstream.config.settings import Settings
 from guardstream.lag.reader import LagReader, LagSnapshot
 
 DEFAULT_EXPORTER_PORT = 9309
@@ -153,7 +148,7 @@ def serve_exporter(
     """Serve lag metrics on `bind:port` until SIGTERM or SIGINT."""
     from prometheus_client import start_http_server
 
-    reader = LagReader(settings.kafka_bootstrap)
+    reader = LagReader(settings)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LagCollector(lambda: reader.snapshot(groups), interval_s))
     server, thread = start_http_server(port, addr=bind, registry=registry)
@@ -166,70 +161,3 @@ def serve_exporter(
     finally:
         server.shutdown()
         thread.join(5)
-
-
-def lag_table(snap: LagSnapshot) -> Table:
-    """The rows as a rich table."""
-    table = Table("group", "topic", "partition", "committed", "end", "lag", "lag_s")
-    for r in snap.rows:
-        table.add_row(
-            r.group,
-            r.topic,
-            str(r.partition),
-            "-" if r.committed is None else str(r.committed),
-            str(r.end),
-            f"[red]{r.lag}" if r.lag else "0",
-            "?" if r.lag_seconds is None else f"{r.lag_seconds:.1f}",
-        )
-    return table
-
-
-def register(app: typer.Typer) -> None:
-    """Add the `lag` and `lag-exporter` commands to the CLI."""
-    console = Console()
-
-    @app.command("lag")
-    def lag_cmd(
-        group: Annotated[
-            list[str] | None, typer.Option("--group", "-g", help="only this group (repeatable)")
-        ] = None,
-        json_lines: Annotated[
-            bool, typer.Option("--json", help="one JSON object per partition per line")
-        ] = False,
-    ) -> None:
-        """Show each consumer group's lag per partition, in records and seconds."""
-        settings = get_settings()
-        snap = LagReader(settings.kafka_bootstrap).snapshot(group or configured_groups(settings))
-        if json_lines:
-            for row in snap.rows:
-                typer.echo(json.dumps(row.as_dict()))
-            return
-        if not snap.rows:
-            console.print("no committed offsets or assignments for the selected groups")
-            return
-        console.print(lag_table(snap))
-
-    @app.command("lag-exporter")
-    def lag_exporter_cmd(
-        port: Annotated[
-            int | None, typer.Option(help=f"HTTP port (default {DEFAULT_EXPORTER_PORT})")
-        ] = None,
-        interval: Annotated[
-            float | None,
-            typer.Option(help="minimum seconds between broker queries (default 15)"),
-        ] = None,
-        bind: Annotated[
-            str | None, typer.Option(help="interface to listen on (default GUARDSTREAM_HOST)")
-        ] = None,
-        group: Annotated[
-            list[str] | None, typer.Option("--group", "-g", help="only this group (repeatable)")
-        ] = None,
-    ) -> None:
-        """Serve consumer lag as Prometheus metrics, independent of the workers."""
-        settings = get_settings()
-        port = exporter_port(settings) if port is None else port
-        interval = exporter_interval(settings) if interval is None else interval
-        console.print(f"lag exporter on http://{bind or settings.host}:{port}/metrics")
-        serve_exporter(
-            settings, port, bind or settings.host, interval, group or configured_groups(settings)
-        )

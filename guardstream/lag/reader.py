@@ -44,7 +44,9 @@ from confluent_kafka.admin._group import ConsumerGroupDescription
 from confluent_kafka.admin._listoffsets import ListOffsetsResultInfo, OffsetSpec
 from confluent_kafka.cimpl import OFFSET_INVALID
 
+from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
+from guardstream.streams.clients import kafka_config
 
 # Faust (and Kafka Streams) restore tables from these topics by position, never by committed
 # offset, yet the assignor hands them to group members: counting them would report every
@@ -175,10 +177,11 @@ class LagReader:
     to any group.
     """
 
-    def __init__(self, bootstrap: str, timeout_s: float = 10.0) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, settings: Settings, timeout_s: float = 10.0) -> None:
+        self.settings = settings
+        self.bootstrap = self.settings.kafka_bootstrap
         self.timeout_s = timeout_s
-        self.admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+        self.admin = AdminClient(kafka_config(self.settings, log_level=0))
 
     def list_groups(self) -> list[str]:
         """Every consumer group the cluster knows, sorted."""
@@ -220,7 +223,7 @@ class LagReader:
             if (t, p) in ends
         ]
         wanted = {(p.topic, p.partition, position(p)) for p in offsets if needs_head(p)}
-        heads = read_heads(self.bootstrap, wanted, timeout_s=min(self.timeout_s, 5.0))
+        heads = read_heads(self.settings, wanted, timeout_s=min(self.timeout_s, 5.0))
         offsets = [_with_head(p, heads) for p in offsets]
         now = _now_ms()
         infos = [
@@ -301,7 +304,7 @@ class LagReader:
 
 
 def read_heads(
-    bootstrap: str, wanted: set[tuple[str, int, int]], timeout_s: float = 5.0
+    settings: Settings, wanted: set[tuple[str, int, int]], timeout_s: float = 5.0
 ) -> dict[tuple[str, int, int], int | None]:
     """Timestamp (ms) of the first record at or after each (topic, partition, offset).
 
@@ -312,21 +315,23 @@ def read_heads(
     if not wanted:
         return {}
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            # Assign-only and never committing: this id never becomes a group on the broker.
-            "group.id": "guardstream-lag-probe",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            # A position below the log start (retention) reads the oldest record that is left.
-            "auto.offset.reset": "earliest",
-            # Records inside an open or stuck transaction are waiting too; see them.
-            "isolation.level": "read_uncommitted",
-            "fetch.message.max.bytes": 64 * 1024,
-            "queued.max.messages.kbytes": 1024,
-            "log_level": 0,
-        }
+        kafka_config(
+            settings,
+            {
+                # Assign-only and never committing: this id never becomes a group on the broker.
+                "group.id": "guardstream-lag-probe",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": True,
+                # A position below the log start (retention) reads the oldest record that is left.
+                "auto.offset.reset": "earliest",
+                # Records inside an open or stuck transaction are waiting too; see them.
+                "isolation.level": "read_uncommitted",
+                "fetch.message.max.bytes": 64 * 1024,
+                "queued.max.messages.kbytes": 1024,
+                "log_level": 0,
+            },
+        )
     )
     # A partition can be assigned at one offset at a time, and groups sharing a topic wait at
     # different offsets: read in rounds, the i-th round reading each partition's i-th offset.

@@ -15,13 +15,7 @@ Exactly-once state effects without Kafka transactions:
 The tenant state is small and of constant size (buckets, budget periods, three journal
 counters): everything that grows with traffic lives in per-request table entries, so a
 record costs the same whether the tenant has ten reservations outstanding or a million.
-- `r` entries: the outputs of each applied record, by ingress coordinates (for replays);
-- `d` entries: the first admitted decision per event id / idempotency key (duplicates);
-- `v` entries: each admitted request's reservation and its fate (held, settled, expired);
-- `s` entry: the tenant state itself, written after the record's entries;
-- `q` entries: the tenant's journal, one per applied record in order, from which
-  reservations expire after the TTL and every entry of a record is deleted after the
-  duplicate window, so the table does not grow without bound.
+The entries and their keys are written down in `guardstream.metering.keys`.
 An entry changed by a record the tenant state does not yet include (a crash came between
 the two writes) carries that record's position and its previous status, and is read as it
 was before: the record is then applied again exactly as the first time.
@@ -41,10 +35,16 @@ from guardstream import records as decisions
 from guardstream.config.catalog import Catalog
 from guardstream.config.tenants import Limits, TenantConfig, Tiers, limits_for
 from guardstream.metering.buckets import Bucket, take_all
+from guardstream.metering.keys import (
+    dedup_key,
+    journal_key,
+    request_key,
+    reservation_key,
+)
 from guardstream.metering.money import apply_multiplier, cost_micros
 from guardstream.metering.periods import Period, period_keys, period_span_ms
 from guardstream.reasons import Reason
-from guardstream.records import Ingress
+from guardstream.records import Ingress, Position
 
 THRESHOLDS_PCT = (50, 80, 100)
 RESERVATION_TTL_MS = 15 * 60 * 1000
@@ -54,15 +54,6 @@ DEDUP_WINDOW_MS = 24 * 60 * 60 * 1000
 JOURNAL_STEP = 256
 STATE_FORMAT = 2
 _AUDIT_NS = uuid.UUID("2f0b5cf4-8a55-5d1c-9e0e-6c1f3e3a7d21")
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where a metering record sits: its partition, offset and broker timestamp."""
-
-    partition: int
-    offset: int
-    ts_ms: int
 
 
 @dataclass
@@ -146,31 +137,6 @@ Lookup = Callable[[bytes], bytes | None]
 def limits(tenant_id: str, config: TenantConfig | None, tiers: Tiers) -> Limits | None:
     """The limits in force for a tenant (None: unknown and refused)."""
     return limits_for(tenant_id, config, tiers)
-
-
-def state_key(tenant: str) -> bytes:
-    """Table key of a tenant's state (in the same table as its entries, see the agent)."""
-    return f"s\x1f{tenant}".encode()
-
-
-def request_key(tenant: str, ingress_key: str) -> bytes:
-    """Table key of a stored decision, by the ingress record that caused it."""
-    return f"r\x1f{tenant}\x1f{ingress_key}".encode()
-
-
-def dedup_key(tenant: str, kind: str, value: str) -> bytes:
-    """Table key of a duplicate-detection entry (event source+id, or idempotency key)."""
-    return f"d\x1f{tenant}\x1f{kind}\x1f{value}".encode()
-
-
-def reservation_key(tenant: str, request_id: str) -> bytes:
-    """Table key of an admitted request's reservation."""
-    return f"v\x1f{tenant}\x1f{request_id}".encode()
-
-
-def journal_key(tenant: str, seq: int) -> bytes:
-    """Table key of a tenant's journal entry (hex, so keys sort in journal order)."""
-    return f"q\x1f{tenant}\x1f{seq:016x}".encode()
 
 
 class _Entries:

@@ -4,7 +4,7 @@
 text at growing sizes); `pipeline` runs the whole pipeline through a real broker.
 
 The ingest path: decode (Confluent-framed Avro, binary-mode CloudEvents headers) → validate →
-preprocess (hygiene, PII, injection, token estimate) → encode the metering record. No broker
+guardrails (hygiene, PII, injection, token estimate) → encode the metering record. No broker
 and no registry: schemas are cached up front under fixed ids, as a warm worker has them.
 """
 
@@ -16,19 +16,21 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from guardstream.config.catalog import cached_catalog
-from guardstream.config.settings import Settings
+from guardstream.config.settings import Settings, get_settings
 from guardstream.guardrails import DEFAULT_POLICY, Policy
-from guardstream.ingest.judge import Judge, RawRecord
+from guardstream.ingest.judge import Judge
 from guardstream.ops.hostile_text import FAMILIES, fill
-from guardstream.records import REQUEST_TYPE, Ingress
+from guardstream.records import Ingress, Outcome, RawRecord, request_data
 from guardstream.serde.avro import encode
 from guardstream.serde.codec import Codec
 from guardstream.serde.registry import Registry
 from guardstream.serde.schemas import reader_schema
-from guardstream.streams.topics import TOPICS
+from guardstream.streams.clients import aiokafka_config, kafka_config
+from guardstream.streams.topics import REQUEST_TYPE, Topic
 
 _WORDS = tuple(
     " ".join(
@@ -75,21 +77,18 @@ def prompt(rnd: random.Random, size: int, pii: bool) -> str:
 
 
 def request_record(
-    i: int, messages: list[dict[str, str]], rnd: random.Random | None = None
+    i: int,
+    messages: list[dict[str, str]],
+    rnd: random.Random | None = None,
+    schema_dir: Path | None = None,
 ) -> RawRecord:
-    """A binary-mode request record (Confluent-framed Avro under schema id 1) at offset `i`."""
+    """A binary-mode request record (Confluent-framed Avro under schema id 1) at offset `i`.
+
+    Encoded with the request schema in `schema_dir` (default: the process's settings).
+    """
     rnd = rnd or random.Random(i)
-    data = {
-        "tenant_id": f"tenant-{i % 50}",
-        "model": "gpt-4o-mini",
-        "messages": messages,
-        "max_tokens": 256,
-        "temperature": 0.2,
-        "top_p": None,
-        "stop": None,
-        "idempotency_key": None,
-        "metadata": {"team": "bench"},
-    }
+    schema = reader_schema("request", schema_dir or get_settings().schema_dir)
+    data = request_data(f"tenant-{i % 50}", messages, temperature=0.2, metadata={"team": "bench"})
     headers: list[tuple[str, bytes | None]] = [
         ("ce_specversion", b"1.0"),
         ("ce_id", str(uuid.UUID(int=rnd.getrandbits(128))).encode()),
@@ -98,10 +97,12 @@ def request_record(
         ("content-type", b"application/avro"),
     ]
     ingress = Ingress("guardstream.requests", 0, i, 1_790_000_000_000 + i)
-    return RawRecord(ingress, None, encode(1, reader_schema("request"), data), headers)
+    return RawRecord(ingress, None, encode(1, schema, data), headers)
 
 
-def make_records(n: int, pii_ratio: float, seed: int = 1) -> list[RawRecord]:
+def make_records(
+    n: int, pii_ratio: float, seed: int = 1, schema_dir: Path | None = None
+) -> list[RawRecord]:
     """`n` binary-mode request records with ~1 KB prompts."""
     rnd = random.Random(seed)
     return [
@@ -112,19 +113,33 @@ def make_records(n: int, pii_ratio: float, seed: int = 1) -> list[RawRecord]:
                 {"role": "user", "content": prompt(rnd, 1000, rnd.random() < pii_ratio)},
             ],
             rnd,
+            schema_dir,
         )
         for i in range(n)
     ]
 
 
+class OfflineIngest(NamedTuple):
+    """The ingest judge and the codec that encodes its outcomes, with no broker or registry."""
+
+    judge: Judge
+    codec: Codec
+
+    def run(self, rec: RawRecord) -> Outcome:
+        """What the ingest agent does per record without Kafka: judge, then encode."""
+        out = self.judge.judge(rec)
+        self.codec.encode(out.topic, out.record)
+        return out
+
+
 def offline_judge(
     settings: Settings, policy: Policy = DEFAULT_POLICY, record_budget_ms: int | None = None
-) -> tuple[Judge, Registry]:
+) -> OfflineIngest:
     """An ingest judge with its schemas cached under fixed ids: no broker, no registry."""
     registry = Registry(settings)
-    registry.remember(1, reader_schema("request"))
+    registry.remember(1, reader_schema("request", settings.schema_dir))
     codec = Codec(settings, registry)
-    codec.use_output_ids({t.name: 100 + i for i, t in enumerate(TOPICS) if t.schema})
+    codec.use_output_ids({t: 100 + i for i, t in enumerate(Topic)})
     budget = settings.record_budget_ms if record_budget_ms is None else record_budget_ms
     judge = Judge(
         codec,
@@ -133,26 +148,26 @@ def offline_judge(
         lambda _tenant: policy,
         budget,
     )
-    return judge, registry
+    return OfflineIngest(judge, codec)
 
 
 def bench_ingest(settings: Settings, n: int, pii_ratio: float = 0.2) -> BenchResult:
     """Time `Judge.judge` on `n` generated records, one at a time."""
-    judge, registry = offline_judge(settings)
-    records = make_records(n, pii_ratio)
+    ingest = offline_judge(settings)
+    records = make_records(n, pii_ratio, schema_dir=settings.schema_dir)
     for rec in records[: min(200, n)]:  # warm caches (regexes, schemas) before timing
-        judge.judge(rec)
+        ingest.run(rec)
     timings = []
     forwarded = 0
     clock = time.perf_counter
     start = clock()
     for rec in records:
         t0 = clock()
-        out = judge.judge(rec)
+        out = ingest.run(rec)
         timings.append(clock() - t0)
-        forwarded += out.topic == "metering"
+        forwarded += out.topic == Topic.METERING
     total = clock() - start
-    registry.close()
+    ingest.codec.registry.close()
     q = statistics.quantiles(timings, n=100)
     return BenchResult(n, total, n / total, q[49] * 1e6, q[98] * 1e6, forwarded)
 
@@ -173,14 +188,16 @@ class WorstCase:
     code: str
 
 
-def time_family(judge: Judge, unit: str, chars: int, repeats: int = 3) -> tuple[float, str]:
+def time_family(
+    ingest: OfflineIngest, unit: str, chars: int, repeats: int = 3
+) -> tuple[float, str]:
     """Fastest of `repeats` judge runs on one message of `unit` repeated; (seconds, code)."""
     rec = request_record(chars, [{"role": "user", "content": fill(unit, chars)}])
     best, code = float("inf"), ""
     for _ in range(repeats):
         gc.collect()  # a collection owed by earlier work would be billed to this run
         t0 = time.perf_counter()
-        code = judge.judge(rec).code
+        code = ingest.run(rec).code
         best = min(best, time.perf_counter() - t0)
     return best, code
 
@@ -189,15 +206,15 @@ def bench_worst(
     settings: Settings, sizes: tuple[int, ...] = (8_192, 32_768, 131_072)
 ) -> list[WorstCase]:
     """Each adversarial family through the whole ingest judge at each size (no budget)."""
-    judge, registry = offline_judge(settings, WORST_POLICY, record_budget_ms=10**9)
-    time_family(judge, "warm up ", 1024)
+    ingest = offline_judge(settings, WORST_POLICY, record_budget_ms=10**9)
+    time_family(ingest, "warm up ", 1024)
     out = []
     for family, unit in FAMILIES.items():
         for chars in sizes:
-            seconds, code = time_family(judge, unit, chars)
+            seconds, code = time_family(ingest, unit, chars)
             kb = len(fill(unit, chars).encode()) / 1024
             out.append(WorstCase(family, chars, kb, seconds * 1e3, seconds * 1e6 / kb, code))
-    registry.close()
+    ingest.codec.registry.close()
     return out
 
 
@@ -255,7 +272,9 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
     ensure_topics(s)
     registry = Registry(s)
     schema_ops.register_all(s, registry)
-    request_id = registry.lookup(subject_for(s, "requests"), schema_text("request"))
+    request_id = registry.lookup(
+        subject_for(s, Topic.REQUESTS), schema_text("request", s.schema_dir)
+    )
     registry.close()
     assert request_id is not None
     tenants = [f"bench{i:02d}" for i in range(50)]
@@ -282,23 +301,14 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    schema = reader_schema("request")
+    schema = reader_schema("request", s.schema_dir)
     rnd = random.Random(7)
-    producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "linger.ms": 5, "log_level": 0})
+    producer = Producer(kafka_config(s, {"linger.ms": 5, "log_level": 0}))
 
     def send(i: int) -> None:
         tenant = tenants[i % len(tenants)]
-        data = {
-            "tenant_id": tenant,
-            "model": "gpt-4o-mini",
-            "max_tokens": 256,
-            "messages": [{"role": "user", "content": prompt(rnd, 1000, rnd.random() < 0.2)}],
-            "temperature": None,
-            "top_p": None,
-            "stop": None,
-            "idempotency_key": None,
-            "metadata": {},
-        }
+        content = prompt(rnd, 1000, rnd.random() < 0.2)
+        data = request_data(tenant, [{"role": "user", "content": content}])
         headers: list[tuple[str, str | bytes | None]] = [
             ("ce_specversion", b"1.0"),
             ("ce_id", f"{run}-{i}".encode()),
@@ -307,7 +317,7 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
             ("content-type", b"application/avro"),
         ]
         producer.produce(
-            s.topic("requests"),
+            s.topic(Topic.REQUESTS),
             key=tenant.encode(),
             value=encode(request_id, schema, data),
             headers=headers,
@@ -315,15 +325,10 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
         producer.poll(0)
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": s.kafka_bootstrap,
-            "group.id": f"bench{run}",
-            "enable.auto.commit": False,
-            "log_level": 0,
-        }
+        kafka_config(s, {"group.id": f"bench{run}", "enable.auto.commit": False, "log_level": 0})
     )
     parts = []
-    for short in ("admitted", "rejected"):
+    for short in (Topic.ADMITTED, Topic.REJECTED):
         t = s.topic(short)
         md = consumer.list_topics(t, timeout=10).topics[t]
         parts += [TopicPartition(t, p, OFFSET_BEGINNING) for p in md.partitions]
@@ -337,7 +342,7 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
             for msg in consumer.consume(1000, 0.5):
                 if msg.error():
                     continue
-                record = decoder.decode(msg.value() or b"", "decision")
+                record = decoder.decode(msg.value() or b"", Topic.ADMITTED)
                 lat.append(msg.timestamp()[1] - ingress_ts[record["request_id"]])
         return lat
 
@@ -390,31 +395,14 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
 
 def _fill_ingress_ts(s: Settings, out: dict[str, int]) -> None:
     """Request id → the request record's broker timestamp (produce time)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from guardstream.streams.reader import read_to_end
 
-    c = Consumer(
-        {
-            "bootstrap.servers": s.kafka_bootstrap,
-            "group.id": "unused",
-            "enable.auto.commit": False,
-            "log_level": 0,
-        }
-    )
-    t = s.topic("requests")
-    parts = list(c.list_topics(t, timeout=10).topics[t].partitions)
-    ends = {p: c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for p in parts}
-    c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for p in parts])
-    remaining = {p for p, e in ends.items() if e > 0}
-    while remaining:
-        for msg in c.consume(2000, 1.0):
-            if msg.error():
-                continue
-            headers: Any = dict(msg.headers() or [])
-            rid = bytes(headers["ce_id"]).decode()
-            out[rid] = msg.timestamp()[1]
-            if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
-                remaining.discard(msg.partition() or 0)
-    c.close()
+    for msg in read_to_end(
+        s, s.topic(Topic.REQUESTS), batch=2000, poll_s=1.0, watermark_timeout_s=10
+    ):
+        headers: Any = dict(msg.headers() or [])
+        rid = bytes(headers["ce_id"]).decode()
+        out[rid] = msg.timestamp()[1]
 
 
 async def _passthrough(s: Settings, count: int) -> float:
@@ -422,20 +410,20 @@ async def _passthrough(s: Settings, count: int) -> float:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     consumer = AIOKafkaConsumer(
-        s.topic("requests"),
-        bootstrap_servers=s.kafka_bootstrap,
+        s.topic(Topic.REQUESTS),
+        **aiokafka_config(s),
         group_id=f"{s.app_id}-passthrough",
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=64 * 1024 * 1024,
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=s.kafka_bootstrap, linger_ms=10, max_request_size=64 * 1024 * 1024
+        **aiokafka_config(s), linger_ms=10, max_request_size=64 * 1024 * 1024
     )
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.cimpl import NewTopic
 
     sink = f"{s.topic_prefix}.passthrough"
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap, "log_level": 0})
+    admin = AdminClient(kafka_config(s, log_level=0))
     admin.create_topics(
         [NewTopic(sink, num_partitions=s.default_partitions, replication_factor=1)]
     )[sink].result()

@@ -25,8 +25,10 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
-from guardstream.records import REQUEST_TYPE
+from guardstream.records import request_data
 from guardstream.serde import schemas
+from guardstream.streams.clients import kafka_config
+from guardstream.streams.topics import REQUEST_TYPE, Topic
 
 _TENANTS = ("acme", "globex", "initech", "umbrella")
 _PROMPTS = (
@@ -66,20 +68,18 @@ def demo_requests(n: int, seed: int = 7) -> list[Outgoing]:
     rnd = random.Random(seed)
     out = []
     for i in range(n):
-        data: dict[str, Any] = {
-            "tenant_id": rnd.choice(_TENANTS),
-            "model": "gpt-4o-mini",
-            "messages": [
-                {"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": rnd.choice(_PROMPTS)},
-            ],
-            "max_tokens": rnd.choice((128, 256, 512)),
-            "temperature": 0.2,
-            "top_p": None,
-            "stop": None,
-            "idempotency_key": None,
-            "metadata": {"demo": "true"},
-        }
+        tenant = rnd.choice(_TENANTS)
+        messages = [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": rnd.choice(_PROMPTS)},
+        ]
+        data = request_data(
+            tenant,
+            messages,
+            max_tokens=rnd.choice((128, 256, 512)),
+            temperature=0.2,
+            metadata={"demo": "true"},
+        )
         # Some requests show what the guardrails do: a payload rule broken, PII redacted,
         # a secret and a prompt injection blocked.
         if i % 5 == 4:
@@ -132,19 +132,14 @@ class RequestProducer:
     """Sends requests to the requests topic through the registry."""
 
     def __init__(self, settings: Settings) -> None:
-        self.topic = settings.topic("requests")
+        self.topic = settings.topic(Topic.REQUESTS)
         self._producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "linger.ms": 5,
-                "enable.idempotence": True,
-                "log_level": 0,
-            }
+            kafka_config(settings, {"linger.ms": 5, "enable.idempotence": True, "log_level": 0})
         )
         registry = SchemaRegistryClient({"url": settings.registry_api})
         self._serialize = AvroSerializer(
             registry,
-            schemas.schema_text("request"),
+            schemas.schema_text("request", settings.schema_dir),
             conf={"auto.register.schemas": False, "use.latest.version": False},
         )
         self._errors: list[str] = []

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from guardstream.config.settings import Settings
 from guardstream.serde import compat, schemas
 from guardstream.serde.registry import Registry
-from guardstream.streams.topics import TOPICS, subject_for
+from guardstream.streams.topics import Topic, subject_for
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,8 @@ def register_all(settings: Settings, registry: Registry) -> dict[str, int]:
     """Set the compatibility rule and register each topic's schema; subject → id."""
     registry.set_compatibility(settings.schema_compatibility)
     out: dict[str, int] = {}
-    for topic in TOPICS:
-        if topic.schema is None:
-            continue
-        subject = subject_for(settings, topic.name)
+    for topic in Topic:
+        subject = subject_for(settings, topic)
         text = schemas.schema_text(topic.schema, settings.schema_dir)
         out[subject] = registry.register(subject, text)
     return out
@@ -38,10 +36,8 @@ def register_all(settings: Settings, registry: Registry) -> dict[str, int]:
 def check_all(settings: Settings, registry: Registry) -> list[CheckResult]:
     """Ask the registry about each local schema against what it holds, naming bad fields."""
     results = []
-    for topic in TOPICS:
-        if topic.schema is None:
-            continue
-        subject = subject_for(settings, topic.name)
+    for topic in Topic:
+        subject = subject_for(settings, topic)
         text = schemas.schema_text(topic.schema, settings.schema_dir)
         verdict = registry.check(subject, text)
         problems: tuple[str, ...] = verdict.messages

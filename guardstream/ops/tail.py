@@ -16,8 +16,8 @@ from guardstream.config.settings import Settings
 from guardstream.serde.codec import Codec
 from guardstream.serde.registry import Registry
 from guardstream.streams.admin import high_watermark
-
-RESULT_TOPICS = ("admitted", "rejected", "deadletter")
+from guardstream.streams.clients import kafka_config
+from guardstream.streams.topics import RESULT_TOPICS, Topic
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,16 @@ def end_offsets(settings: Settings) -> dict[tuple[str, int], int]:
 
 def _consumer(settings: Settings) -> Consumer:
     return Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": "guardstream-tail",
-            "enable.auto.commit": False,
-            "log_level": 0,
-            "fetch.message.max.bytes": 64 * 1024 * 1024,
-            "receive.message.max.bytes": 128 * 1024 * 1024,
-        }
+        kafka_config(
+            settings,
+            {
+                "group.id": "guardstream-tail",
+                "enable.auto.commit": False,
+                "log_level": 0,
+                "fetch.message.max.bytes": 64 * 1024 * 1024,
+                "receive.message.max.bytes": 128 * 1024 * 1024,
+            },
+        )
     )
 
 
@@ -72,15 +74,15 @@ def follow(
     codec = Codec(settings, registry)
     consumer = _consumer(settings)
     assignment = []
-    for short in RESULT_TOPICS:
-        topic = settings.topic(short)
-        md = consumer.list_topics(topic, timeout=10).topics[topic]
+    for result in RESULT_TOPICS:
+        name = settings.topic(result)
+        md = consumer.list_topics(name, timeout=10).topics[name]
         for p in md.partitions:
             if start is not None:
-                offset = start.get((topic, p), OFFSET_BEGINNING)
+                offset = start.get((name, p), OFFSET_BEGINNING)
             else:
                 offset = OFFSET_BEGINNING if from_beginning else OFFSET_END
-            assignment.append(TopicPartition(topic, p, offset))
+            assignment.append(TopicPartition(name, p, offset))
     consumer.assign(assignment)
     last = time.monotonic()
     try:
@@ -95,9 +97,8 @@ def follow(
             last = time.monotonic()
             topic = msg.topic() or ""
             short = topic.removeprefix(settings.topic_prefix + ".")
-            stem = "deadletter" if short == "deadletter" else "decision"
             try:
-                record = codec.decode(msg.value() or b"", stem)
+                record = codec.decode(msg.value() or b"", Topic(short))
             except Exception as exc:  # a result we cannot read is shown, not fatal
                 record = {"undecodable": str(exc)}
             raw_headers: Any = msg.headers() or []
@@ -113,7 +114,7 @@ def render(seen: Seen, settings: Settings) -> Text:
     short = seen.topic.removeprefix(settings.topic_prefix + ".")
     r = seen.record
     line = Text()
-    if short == "deadletter":
+    if short == Topic.DEADLETTER:
         line.append("DEADLETTER ", style="bold magenta")
         line.append(f"{r.get('error_code')} ", style="magenta")
         line.append(f"{seen.topic}[{seen.partition}]@{seen.offset} ← ")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from guardstream.config.settings import Settings
 from guardstream.config.tenants import Limits, TenantConfig, load_tenants_file, load_tiers
@@ -16,7 +17,9 @@ from guardstream.errors import GuardstreamError
 from guardstream.metering.view import TENANT_STATE_PATH
 from guardstream.serde.codec import Codec
 from guardstream.serde.registry import Registry
-from guardstream.streams.admin import high_watermark
+from guardstream.streams.clients import kafka_config
+from guardstream.streams.reader import read_to_end
+from guardstream.streams.topics import Topic
 
 
 def apply(settings: Settings, path: Path) -> list[str]:
@@ -26,16 +29,14 @@ def apply(settings: Settings, path: Path) -> list[str]:
     registry = Registry(settings)
     codec = Codec(settings, registry)
     codec.resolve_output_ids()
-    producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "log_level": 0}
-    )
+    producer = Producer(kafka_config(settings, {"enable.idempotence": True, "log_level": 0}))
     errors: list[str] = []
     now_ms = int(time.time() * 1000)
     for config in configs:
         producer.produce(
-            settings.topic("tenants"),
+            settings.topic(Topic.TENANTS),
             key=config.tenant_id.encode(),
-            value=codec.encode("tenants", config.to_avro(now_ms)),
+            value=codec.encode(Topic.TENANTS, config.to_avro(now_ms)),
             on_delivery=lambda err, _msg: errors.append(str(err)) if err else None,
         )
     left = producer.flush(30)
@@ -52,39 +53,22 @@ def read_all(settings: Settings) -> dict[str, TenantConfig]:
     """Every tenant config currently on the tenants topic (the latest per tenant)."""
     registry = Registry(settings)
     codec = Codec(settings, registry)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": "guardstream-tenants-show",
-            "enable.auto.commit": False,
-            "log_level": 0,
-        },
+    # Stops after 30 s with what it has read, caught up or not.
+    records = read_to_end(
+        settings, settings.topic(Topic.TENANTS), group_id="guardstream-tenants-show", timeout_s=30
     )
-    topic = settings.topic("tenants")
     try:
-        md = consumer.list_topics(topic, timeout=10).topics[topic]
-        ends = {}
-        for p in md.partitions:
-            ends[p] = high_watermark(consumer, topic, p)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends if ends[p]])
         out: dict[str, TenantConfig] = {}
-        done = {p for p, high in ends.items() if high == 0}
-        deadline = time.monotonic() + 30
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            key = (msg.key() or b"").decode("utf-8", "replace")
-            value = msg.value()
-            if value is None:
-                out.pop(key, None)  # tombstone: the tenant was removed
-            else:
-                out[key] = TenantConfig.from_avro(codec.decode(value, "tenant_config"))
-            if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
-                done.add(msg.partition() or 0)
+        with closing(records):
+            for msg in records:
+                key = (msg.key() or b"").decode("utf-8", "replace")
+                value = msg.value()
+                if value is None:
+                    out.pop(key, None)  # tombstone: the tenant was removed
+                else:
+                    out[key] = TenantConfig.from_avro(codec.decode(value, Topic.TENANTS))
         return out
     finally:
-        consumer.close()
         registry.close()
 
 

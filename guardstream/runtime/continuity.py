@@ -21,8 +21,10 @@ from typing import Any
 import faust
 from confluent_kafka import Consumer, TopicPartition
 
+from guardstream.config.settings import Settings
 from guardstream.runtime.gaps import GapTracker
 from guardstream.runtime.metrics import INPUT_GAPS, labelled
+from guardstream.streams.clients import kafka_config
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,9 @@ VERIFY_TIMEOUT_S = 10.0
 class BrokerRecords:
     """Counts the records a partition really holds in an offset range (markers are not)."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bootstrap = self.settings.kafka_bootstrap
         self._consumer: Consumer | None = None
         self._lock = threading.Lock()  # one consumer, used from executor threads in turn
 
@@ -43,13 +46,15 @@ class BrokerRecords:
         with self._lock:
             if self._consumer is None:
                 self._consumer = Consumer(
-                    {
-                        "bootstrap.servers": self.bootstrap,
-                        "group.id": "guardstream-gap-check",
-                        "enable.auto.commit": False,
-                        "isolation.level": "read_uncommitted",
-                        "log_level": 0,
-                    }
+                    kafka_config(
+                        self.settings,
+                        {
+                            "group.id": "guardstream-gap-check",
+                            "enable.auto.commit": False,
+                            "isolation.level": "read_uncommitted",
+                            "log_level": 0,
+                        },
+                    )
                 )
             consumer = self._consumer
             consumer.assign([TopicPartition(topic, partition, first)])
@@ -68,13 +73,13 @@ class BrokerRecords:
 class InputWatch:
     """Continuity of one agent's input topics on this worker."""
 
-    def __init__(self, app: faust.App, stage: str, topics: set[str], bootstrap: str) -> None:
+    def __init__(self, app: faust.App, stage: str, topics: set[str], settings: Settings) -> None:
         self.app = app
         self.stage = stage
         self.topics = topics
         self.tracker = GapTracker()
         self.last_seen = time.monotonic()
-        self.broker = BrokerRecords(bootstrap)
+        self.broker = BrokerRecords(settings)
         self._checks: set[asyncio.Future[None]] = set()
 
     def _consumer(self) -> Any:

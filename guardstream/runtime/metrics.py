@@ -17,6 +17,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from guardstream.streams.topics import Topic
+
 FAUST_PREFIX = "faust"
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -93,16 +95,16 @@ def labelled(metric: Any, *labels: str) -> Any:
     return metric.labels(*labels)
 
 
-def record_outcome(stage: str, topic: str, code: str, started: float, ingress_ts_ms: int) -> None:
+def record_outcome(stage: str, topic: Topic, code: str, started: float, ingress_ts_ms: int) -> None:
     """Count one finished record and observe its stage and end-to-end latency.
 
-    `topic` is the short name it was sent to; `started` a `time.perf_counter()` reading.
+    `topic` is where it was sent; `started` a `time.perf_counter()` reading.
     """
     labelled(EVENTS, stage, topic).inc()
-    if topic == "rejected":
+    if topic is Topic.REJECTED:
         labelled(REJECTIONS, stage, code).inc()
-    elif topic == "deadletter":
+    elif topic is Topic.DEADLETTER:
         labelled(DEADLETTERS, stage, code).inc()
     labelled(STAGE_LATENCY, stage).observe(time.perf_counter() - started)
-    if topic in ("admitted", "rejected"):
+    if topic in (Topic.ADMITTED, Topic.REJECTED):
         labelled(END_TO_END_LATENCY, stage).observe(max(0.0, time.time() - ingress_ts_ms / 1000))

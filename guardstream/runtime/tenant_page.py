@@ -28,6 +28,7 @@ from faust.web.exceptions import ServiceUnavailable
 
 from guardstream.config.tenants import Tiers
 from guardstream.ingest.payload import TENANT_PATTERN
+from guardstream.metering import keys
 from guardstream.metering import step as metering
 from guardstream.metering.view import TENANT_STATE_PATH, UnknownTenantError, tenant_view
 from guardstream.runtime.health import readiness
@@ -42,13 +43,13 @@ def local_view(
     tables: Tables, tiers: Tiers, tenant_id: str, now_ms: int, answered_by: str
 ) -> dict[str, Any]:
     """The view from this worker's own table (the caller made sure it owns the tenant)."""
-    raw = tables.meter.get(metering.state_key(tenant_id))
+    raw = tables.meter.get(keys.state_key(tenant_id))
     state = None if raw is None else metering.TenantState.from_bytes(raw)
     last_ms = None
     if state is not None and state.q_next > 0:
         # The newest journal entry is written with the state and never collected before a
         # newer one exists, so it carries the time of the last record applied.
-        entry = tables.meter.get(metering.journal_key(tenant_id, state.q_next - 1))
+        entry = tables.meter.get(keys.journal_key(tenant_id, state.q_next - 1))
         last_ms = None if entry is None else int(json.loads(entry)["ts"])
     lim = metering.limits(tenant_id, tables.tenant_config(tenant_id), tiers)
     return tenant_view(

@@ -3,6 +3,10 @@
 A schema file may name a type defined in another file (the decision embeds the request).
 The registry needs each subject's schema self-contained, so loading inlines the first use of
 each foreign named type; everything else in the files (docs, defaults) is kept as written.
+
+Every function takes the directory of the files: callers pass `settings.schema_dir`
+(`GUARDSTREAM_SCHEMA_DIR`), so registration, checks and the workers' codec read the same
+files.
 """
 
 from __future__ import annotations
@@ -14,9 +18,6 @@ from typing import Any
 
 import fastavro
 
-from guardstream.config.settings import REPO_ROOT
-
-SCHEMA_DIR = REPO_ROOT / "schemas"
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 
 
@@ -81,8 +82,8 @@ def _inline(
     return node
 
 
-def load_all(directory: Path = SCHEMA_DIR) -> dict[str, dict[str, Any]]:
-    """Every schema file by stem (e.g. ``"request"``), self-contained and as written."""
+def load_all(directory: Path) -> dict[str, dict[str, Any]]:
+    """Every schema file in `directory` by stem (e.g. ``"request"``), self-contained."""
     raw: dict[str, dict[str, Any]] = {}
     for path in sorted(directory.glob("*.avsc")):
         try:
@@ -98,13 +99,13 @@ def load_all(directory: Path = SCHEMA_DIR) -> dict[str, dict[str, Any]]:
 
 
 @cache
-def reader_schema(stem: str) -> Any:
-    """The current (reader) schema of a file in `schemas/`, parsed for fastavro."""
-    return fastavro.parse_schema(load_all()[stem])
+def reader_schema(stem: str, directory: Path) -> Any:
+    """The current (reader) schema of a file in `directory`, parsed for fastavro."""
+    return fastavro.parse_schema(load_all(directory)[stem])
 
 
-def schema_text(stem: str, directory: Path = SCHEMA_DIR) -> str:
-    """The schema text registered for a file in `schemas/`.
+def schema_text(stem: str, directory: Path) -> str:
+    """The schema text registered for a file in `directory`.
 
     A self-contained file is registered as written (surrounding white space stripped): that
     is exactly what a stock client sends (confluent-kafka's `AvroSerializer` given

@@ -166,9 +166,9 @@ def broker_ready(settings: Settings) -> bool:
     """Whether the broker answers a metadata request (not merely an open port)."""
     if not port_open(settings.host, settings.kafka_port):
         return False
-    from confluent_kafka.admin import AdminClient
+    from guardstream.streams.admin import admin_client
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    admin = admin_client(settings)
     try:
         md = admin.list_topics(timeout=3)
     except Exception:

@@ -1,1 +1,1 @@
-"""Topics, the CloudEvents + Avro wire format, and the schema-registry client."""
+"""Topics, Kafka clients and admin, reading a topic, and the CloudEvents envelope."""

@@ -10,12 +10,13 @@ from confluent_kafka.cimpl import NewTopic
 
 from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
-from guardstream.streams.topics import TOPICS
+from guardstream.streams.clients import kafka_config
+from guardstream.streams.topics import Topic
 
 
 def admin_client(settings: Settings) -> AdminClient:
     """An Admin API client for the configured broker."""
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    return AdminClient(kafka_config(settings, log_level=0))
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
@@ -30,13 +31,13 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
         ) from exc
     wanted = [
         NewTopic(
-            settings.topic(t.name),
+            settings.topic(t),
             num_partitions=settings.default_partitions,
             replication_factor=1,
             config={"max.message.bytes": str(64 * 1024 * 1024), **t.config},
         )
-        for t in TOPICS
-        if settings.topic(t.name) not in existing
+        for t in Topic
+        if settings.topic(t) not in existing
     ]
     if not wanted:
         return []

@@ -207,23 +207,19 @@ def check_attributes(
     )
 
 
-def read_headers(
-    headers: Sequence[tuple[str, bytes | None]] | None, accepted_types: Iterable[str]
-) -> CloudEventAttrs:
-    """Parse and check the attributes of a binary-mode record with an Avro value.
+def check_binary(env: Envelope, accepted_types: Iterable[str]) -> CloudEventAttrs:
+    """Check the attributes of a binary-mode record, whose value must be Avro.
 
-    Raises CloudEventError for a missing, duplicated, non-UTF-8 or malformed attribute.
+    Raises CloudEventError for a missing, duplicated, non-UTF-8 or malformed attribute, or
+    a content type other than Avro.
     """
-    env = read_envelope(headers)
     attrs = check_attributes(env.attrs, accepted_types, content_type=env.content_type)
-    if env.content_type is not None and env.content_type.split(";")[0].strip().lower() not in (
-        AVRO_CONTENT_TYPE,
-        "avro/binary",
-    ):
+    media = (env.content_type or AVRO_CONTENT_TYPE).split(";")[0].strip().lower()
+    if media not in (AVRO_CONTENT_TYPE, "avro/binary"):
         raise CloudEventError(
             Reason.CONTENT_TYPE_UNSUPPORTED,
-            f"content-type '{env.content_type[:80]}' is not {AVRO_CONTENT_TYPE} "
-            "(or application/cloudevents+json / +avro for structured mode)",
+            f"content-type '{media[:80]}' is not {AVRO_CONTENT_TYPE} (binary mode) nor "
+            "application/cloudevents+json / +avro (structured mode)",
             CONTENT_TYPE,
             env.attrs,
         )

@@ -1,45 +1,74 @@
-"""The topics guardstream reads and writes (DESIGN.md §2), their settings and schemas."""
+"""The topics guardstream reads and writes (DESIGN.md §2): names, schemas, event types.
+
+`Topic` is the one place a topic's short name, the Avro schema its values carry, the
+CloudEvents type of its events and its config overrides are written down. Members are
+strings (their short names), so `settings.topic(Topic.ADMITTED)` is the full name.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from guardstream.config.settings import Settings
 
+REQUEST_TYPE = "io.guardstream.request.v1"
+USAGE_TYPE = "io.guardstream.usage.v1"
+DECISION_TYPE = "io.guardstream.decision.v1"
+DEADLETTER_TYPE = "io.guardstream.deadletter.v1"
+
 
 @dataclass(frozen=True)
-class TopicSpec:
-    """A topic's short name, the Avro schema its values carry, and its config overrides."""
-
-    name: str
-    schema: str | None
+class _Spec:
+    schema: str
+    ce_type: str | None = None
     config: dict[str, str] = field(default_factory=dict)
 
 
-# Short name → spec. The value schema of each topic is registered under the TopicNameStrategy
-# subject `<full topic name>-value`.
-TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("requests", "request"),
-    TopicSpec("usage", "usage"),
-    TopicSpec("tenants", "tenant_config", {"cleanup.policy": "compact"}),
+class Topic(StrEnum):
+    """A topic by its short name; the full name is `settings.topic(member)`."""
+
+    REQUESTS = "requests"
+    USAGE = "usage"
+    TENANTS = "tenants"
+    METERING = "metering"
+    ADMITTED = "admitted"
+    REJECTED = "rejected"
+    DEADLETTER = "deadletter"
+    AUDIT = "audit"
+
+    @property
+    def schema(self) -> str:
+        """The stem of the `.avsc` file the topic's values carry (`schemas/<stem>.avsc`)."""
+        return _SPECS[self].schema
+
+    @property
+    def ce_type(self) -> str | None:
+        """The CloudEvents `type` of events on the topic, if they are CloudEvents."""
+        return _SPECS[self].ce_type
+
+    @property
+    def config(self) -> dict[str, str]:
+        """Topic config overrides applied when guardstream creates the topic."""
+        return _SPECS[self].config
+
+
+_SPECS: dict[Topic, _Spec] = {
+    Topic.REQUESTS: _Spec("request", REQUEST_TYPE),
+    Topic.USAGE: _Spec("usage", USAGE_TYPE),
+    Topic.TENANTS: _Spec("tenant_config", None, {"cleanup.policy": "compact"}),
     # Internal, written and read by guardstream alone. The broker stamps its records
     # (LogAppendTime): that timestamp is the metering stage's clock, which no client sets.
-    TopicSpec("metering", "metering", {"message.timestamp.type": "LogAppendTime"}),
-    TopicSpec("admitted", "decision"),
-    TopicSpec("rejected", "decision"),
-    TopicSpec("deadletter", "deadletter"),
-    TopicSpec("audit", "audit"),
-)
+    Topic.METERING: _Spec("metering", None, {"message.timestamp.type": "LogAppendTime"}),
+    Topic.ADMITTED: _Spec("decision", DECISION_TYPE),
+    Topic.REJECTED: _Spec("decision", DECISION_TYPE),
+    Topic.DEADLETTER: _Spec("deadletter", DEADLETTER_TYPE),
+    Topic.AUDIT: _Spec("audit"),
+}
+# Topics the pipeline answers on: what `guardstream tail` shows.
+RESULT_TOPICS = (Topic.ADMITTED, Topic.REJECTED, Topic.DEADLETTER)
 
 
-def subject_for(settings: Settings, short_name: str) -> str:
+def subject_for(settings: Settings, topic: Topic) -> str:
     """The registry subject of a topic's values (TopicNameStrategy)."""
-    return f"{settings.topic(short_name)}-value"
-
-
-def spec(short_name: str) -> TopicSpec:
-    """The spec of a topic by its short name."""
-    for t in TOPICS:
-        if t.name == short_name:
-            return t
-    raise KeyError(short_name)
+    return f"{settings.topic(topic)}-value"

@@ -10,6 +10,7 @@ import faust
 from guardstream.config.settings import Settings
 from guardstream.config.tenants import TenantConfig
 from guardstream.serde.codec import Codec
+from guardstream.streams.topics import Topic
 from guardstream.tables.directory import TenantDirectory
 
 
@@ -33,6 +34,6 @@ def define_tables(app: faust.App, settings: Settings, codec: Codec) -> Tables:
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
     meter = app.Table("meter", partitions=settings.default_partitions, **raw)
     tenants = TenantDirectory(
-        settings, lambda raw_value: TenantConfig.from_avro(codec.decode(raw_value, "tenant_config"))
+        settings, lambda raw_value: TenantConfig.from_avro(codec.decode(raw_value, Topic.TENANTS))
     )
     return Tables(meter, tenants)

@@ -17,12 +17,11 @@ import logging
 import threading
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
 from guardstream.config.settings import Settings
 from guardstream.config.tenants import TenantConfig
 from guardstream.serde.registry import RegistryUnavailable
-from guardstream.streams.admin import high_watermark
+from guardstream.streams.reader import TopicReader
+from guardstream.streams.topics import Topic
 
 log = logging.getLogger(__name__)
 
@@ -54,38 +53,23 @@ class TenantDirectory:
         self._stop.set()
 
     def _run(self) -> None:
-        topic = self.settings.topic("tenants")
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "group.id": "unused",
-                "enable.auto.commit": False,
-                "log_level": 0,
-            },
-        )
+        topic = self.settings.topic(Topic.TENANTS)
         try:
-            partitions = list(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
-            ends = {p: high_watermark(consumer, topic, p) for p in partitions}
-            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-            behind = {p for p, end in ends.items() if end > 0}
-            if not behind:
-                self.ready.set()
-            while not self._stop.is_set():
-                msg = consumer.poll(0.5)
-                if msg is None or msg.error():
-                    continue
-                self._apply(msg.key(), msg.value())
-                p, offset = msg.partition() or 0, msg.offset() or 0
-                if p in behind and offset + 1 >= ends[p]:
-                    behind.discard(p)
-                    if not behind:
+            # Every partition, empty ones too: the directory keeps following the topic.
+            with TopicReader(self.settings, topic, metadata_timeout_s=30) as reader:
+                if reader.caught_up:
+                    self.ready.set()
+                while not self._stop.is_set():
+                    msg = reader.poll(0.5)
+                    if msg is None:
+                        continue
+                    self._apply(msg.key(), msg.value())
+                    if not self.ready.is_set() and reader.caught_up:
                         log.info("tenant directory loaded: %d tenants", len(self.configs))
                         self.ready.set()
         except Exception:
             log.exception("the tenant directory stopped following %s", topic)
             raise
-        finally:
-            consumer.close()
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if not key:

@@ -16,10 +16,13 @@ from typing import Any
 
 import fastavro
 
-from guardstream.records import REQUEST_TYPE, USAGE_TYPE
+from guardstream.records import request_data
 from guardstream.serde.avro import encode
 from guardstream.serde.schemas import reader_schema
 from guardstream.streams.cloudevents import avro_format_writer
+from guardstream.streams.topics import REQUEST_TYPE, USAGE_TYPE
+
+from .. import SCHEMA_DIR
 
 TENANT = "corpus"
 ZW = "\u200b"  # zero-width space
@@ -42,17 +45,9 @@ class Case:
 
 def request(**changes: Any) -> dict[str, Any]:
     """A valid request, changed as asked."""
-    base: dict[str, Any] = {
-        "tenant_id": TENANT,
-        "model": "gpt-4o-mini",
-        "messages": [{"role": "user", "content": "Please summarise the meeting notes."}],
-        "max_tokens": 64,
-        "temperature": None,
-        "top_p": None,
-        "stop": None,
-        "idempotency_key": None,
-        "metadata": {},
-    }
+    base = request_data(
+        TENANT, [{"role": "user", "content": "Please summarise the meeting notes."}], max_tokens=64
+    )
     return {**base, **changes}
 
 
@@ -84,7 +79,7 @@ def headers(
 
 def build(request_schema_id: int, usage_schema_id: int) -> list[Case]:
     """Every corpus case, in order."""
-    schema = reader_schema("request")
+    schema = reader_schema("request", SCHEMA_DIR)
 
     def framed(data: dict[str, Any]) -> bytes:
         return encode(request_schema_id, schema, data)
@@ -149,7 +144,7 @@ def build(request_schema_id: int, usage_schema_id: int) -> list[Case]:
     )
     usage_bytes = encode(
         usage_schema_id,
-        reader_schema("usage"),
+        reader_schema("usage", SCHEMA_DIR),
         {
             "request_id": "r",
             "tenant_id": TENANT,
@@ -640,4 +635,4 @@ def build(request_schema_id: int, usage_schema_id: int) -> list[Case]:
 
 def encode_valid(request_schema_id: int) -> bytes:
     """A valid request from the corpus tenant, framed with the registered schema id."""
-    return encode(request_schema_id, reader_schema("request"), request())
+    return encode(request_schema_id, reader_schema("request", SCHEMA_DIR), request())

@@ -28,6 +28,8 @@ from guardstream.serde.codec import Codec
 from guardstream.serde.registry import Registry
 from guardstream.stack import services
 from guardstream.streams.admin import ensure_topics
+from guardstream.streams.clients import kafka_config
+from guardstream.streams.topics import Topic
 
 pytestmark = pytest.mark.integration
 TENANTS_FILE = Path(__file__).parent / "tenants.yaml"
@@ -144,13 +146,15 @@ class Results:
         self.registry = Registry(settings)
         self.codec = Codec(settings, self.registry)
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "group.id": "unused",
-                "enable.auto.commit": False,
-                "log_level": 0,
-                "fetch.message.max.bytes": 64 * 1024 * 1024,
-            },
+            kafka_config(
+                settings,
+                {
+                    "group.id": "unused",
+                    "enable.auto.commit": False,
+                    "log_level": 0,
+                    "fetch.message.max.bytes": 64 * 1024 * 1024,
+                },
+            )
         )
         parts = []
         for short in ("admitted", "rejected", "deadletter"):
@@ -167,8 +171,7 @@ class Results:
             if msg is None or msg.error():
                 continue
             short = msg.topic().removeprefix(self.settings.topic_prefix + ".")
-            stem = "deadletter" if short == "deadletter" else "decision"
-            record = self.codec.decode(msg.value(), stem)
+            record = self.codec.decode(msg.value(), Topic(short))
             self.seen.append((short, record, dict(msg.headers() or [])))
 
     def wait_for(
@@ -195,6 +198,6 @@ def results(stack: Settings) -> Iterator[Results]:
 
 @pytest.fixture
 def raw_producer(stack: Settings) -> Iterator[Producer]:
-    p = Producer({"bootstrap.servers": stack.kafka_bootstrap, "log_level": 0})
+    p = Producer(kafka_config(stack, log_level=0))
     yield p
     assert p.flush(30) == 0

@@ -18,25 +18,25 @@ from guardstream.config.catalog import cached_catalog
 from guardstream.config.settings import Settings
 from guardstream.config.tenants import load_tenants_file, load_tiers
 from guardstream.guardrails import DEFAULT_POLICY
-from guardstream.ingest.judge import Judge, Outcome, RawRecord
+from guardstream.ingest.judge import Judge
 from guardstream.metering import step as metering
 from guardstream.ops.bench import WORST_POLICY
 from guardstream.ops.hostile_text import FAMILIES, fill
-from guardstream.records import USAGE_TYPE, Ingress
+from guardstream.records import Ingress, Outcome, Position, RawRecord
 from guardstream.serde.avro import encode
 from guardstream.serde.codec import Codec
 from guardstream.serde.registry import Registry
 from guardstream.serde.schemas import reader_schema, schema_text
-from guardstream.streams.topics import subject_for
-
-from ..corpus import hostile
+from guardstream.streams.topics import USAGE_TYPE, Topic, subject_for
+from tests import SCHEMA_DIR
+from tests.corpus import hostile
 
 T0 = 1_790_000_000_000
 
 
-def _digest(out: Outcome) -> str:
+def _digest(codec: Codec, out: Outcome) -> str:
     h = hashlib.sha256()
-    for part in (out.topic.encode(), out.key or b"-", out.value):
+    for part in (out.topic.encode(), out.key or b"-", codec.encode(out.topic, out.record)):
         h.update(len(part).to_bytes(8, "big") + part)
     for k, v in out.headers:
         h.update(k.encode() + b"=" + v + b";")
@@ -51,7 +51,7 @@ def _inputs(settings: Settings, request_id: int, usage_id: int) -> list[RawRecor
     for i, unit in enumerate(FAMILIES.values()):
         value = encode(
             request_id,
-            reader_schema("request"),
+            reader_schema("request", SCHEMA_DIR),
             hostile.request(messages=hostile.user(fill(unit, 2048))),
         )
         raws.append((value, hostile.headers(f"family-{i}")))
@@ -60,7 +60,10 @@ def _inputs(settings: Settings, request_id: int, usage_id: int) -> list[RawRecor
         text = f"message {i}: write to jane{i % 4}@example.com or call +1 415 555 013{i % 10}"
         data = hostile.request(tenant_id=tenant, messages=hostile.user(text))
         raws.append(
-            (encode(request_id, reader_schema("request"), data), hostile.headers(f"r-{i % 39}"))
+            (
+                encode(request_id, reader_schema("request", SCHEMA_DIR), data),
+                hostile.headers(f"r-{i % 39}"),
+            )
         )
     out = [
         RawRecord(Ingress(topic, 0, i, T0 + i), b"k", value, headers)
@@ -70,7 +73,7 @@ def _inputs(settings: Settings, request_id: int, usage_id: int) -> list[RawRecor
     for i in range(10):  # usage for some of the valid requests above, and one unknown
         value = encode(
             usage_id,
-            reader_schema("usage"),
+            reader_schema("usage", SCHEMA_DIR),
             {
                 "request_id": f"r-{i}",
                 "tenant_id": "acme",
@@ -91,8 +94,10 @@ def main() -> None:
     registry = Registry(settings)
     codec = Codec(settings, registry)
     codec.resolve_output_ids()
-    request_id = registry.lookup(subject_for(settings, "requests"), schema_text("request"))
-    usage_id = registry.lookup(subject_for(settings, "usage"), schema_text("usage"))
+    request_id = registry.lookup(
+        subject_for(settings, "requests"), schema_text("request", SCHEMA_DIR)
+    )
+    usage_id = registry.lookup(subject_for(settings, "usage"), schema_text("usage", SCHEMA_DIR))
     assert request_id is not None and usage_id is not None
     catalog = cached_catalog(settings.model_catalog)
     tiers = load_tiers(settings.tiers_file)
@@ -107,15 +112,17 @@ def main() -> None:
         table: dict[bytes, bytes] = {}
         for n, rec in enumerate(_inputs(settings, request_id, usage_id)):
             out = judge.judge(rec)
-            digests.append(_digest(out))
+            digests.append(_digest(codec, out))
             if out.topic != "metering":
                 continue
-            record: dict[str, Any] = codec.decode(out.value, "metering")
+            record: dict[str, Any] = codec.decode(
+                codec.encode(out.topic, out.record), Topic.METERING
+            )
             tenant = record["tenant_id"]
             step = metering.step(
                 states.get(tenant, metering.TenantState()),
                 record,
-                metering.Position(1, n, T0 + 60_000 + 50 * n),
+                Position(1, n, T0 + 60_000 + 50 * n),
                 metering.limits(tenant, configs.get(tenant), tiers),
                 catalog,
                 table.get,
@@ -126,7 +133,7 @@ def main() -> None:
                 else:
                     table[key] = value
             states[tenant] = metering.TenantState.from_bytes(step.state.to_bytes())
-            digests += [_digest(o) for o in step_outcomes(codec, step, record, out.key)]
+            digests += [_digest(codec, o) for o in step_outcomes(step, record, out.key)]
         digests.append(
             hashlib.sha256(
                 json.dumps(sorted((k.hex(), v.hex()) for k, v in table.items())).encode()

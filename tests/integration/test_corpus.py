@@ -19,9 +19,11 @@ from confluent_kafka import Producer
 from guardstream.config.settings import Settings
 from guardstream.serde.registry import Registry
 from guardstream.serde.schemas import schema_text
+from guardstream.streams.clients import kafka_config
 from guardstream.streams.topics import subject_for
+from tests import SCHEMA_DIR
+from tests.corpus import hostile
 
-from ..corpus import hostile
 from .conftest import Results, Worker
 
 pytestmark = pytest.mark.integration
@@ -31,19 +33,15 @@ def test_corpus_interleaved_with_valid_requests(
     stack: Settings, worker: Worker, results: Results
 ) -> None:
     registry = Registry(stack)
-    request_id = registry.lookup(subject_for(stack, "requests"), schema_text("request"))
-    usage_id = registry.lookup(subject_for(stack, "usage"), schema_text("usage"))
+    request_id = registry.lookup(subject_for(stack, "requests"), schema_text("request", SCHEMA_DIR))
+    usage_id = registry.lookup(subject_for(stack, "usage"), schema_text("usage", SCHEMA_DIR))
     registry.close()
     assert request_id is not None and usage_id is not None
     cases = hostile.build(request_id, usage_id)
     assert len(cases) >= 60
 
     producer = Producer(
-        {
-            "bootstrap.servers": stack.kafka_bootstrap,
-            "log_level": 0,
-            "message.max.bytes": 64 * 1024 * 1024,
-        }
+        kafka_config(stack, {"log_level": 0, "message.max.bytes": 64 * 1024 * 1024})
     )
     sent: dict[tuple[int, int], hostile.Case | None] = {}
     pending: list[tuple[hostile.Case | None, Any]] = []

@@ -11,7 +11,8 @@ import json
 import subprocess
 import sys
 
-from guardstream.config.settings import REPO_ROOT, Settings
+from guardstream.config.settings import Settings
+from tests import REPO_ROOT
 
 from .conftest import worker_env
 

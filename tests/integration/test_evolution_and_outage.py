@@ -17,13 +17,14 @@ from rich.console import Console
 
 from guardstream.config.settings import Settings
 from guardstream.ops import tenants as tenant_ops
-from guardstream.records import REQUEST_TYPE
 from guardstream.serde.avro import encode
 from guardstream.serde.registry import Registry
 from guardstream.serde.schemas import load_all, schema_text
 from guardstream.stack import services
 from guardstream.stack.process import Service
-from guardstream.streams.topics import subject_for
+from guardstream.streams.clients import kafka_config
+from guardstream.streams.topics import REQUEST_TYPE, subject_for
+from tests import SCHEMA_DIR
 
 from .conftest import Results, Worker
 
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 def _send(stack: Settings, schema_id: int, schema: Any, data: dict[str, Any], tenant: str) -> str:
     rid = f"evo-{uuid.uuid4()}"
-    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "log_level": 0})
+    producer = Producer(kafka_config(stack, log_level=0))
     headers = [
         ("ce_specversion", b"1.0"),
         ("ce_id", rid.encode()),
@@ -62,14 +63,14 @@ def _base(tenant: str = "acme") -> dict[str, Any]:
 def test_a_producer_on_an_older_schema_version_still_gets_decisions(
     stack: Settings, worker: Worker, results: Results
 ) -> None:
-    current = load_all()["request"]
+    current = load_all(SCHEMA_DIR)["request"]
     old = copy.deepcopy(current)
     keep = {"tenant_id", "model", "messages", "max_tokens"}
     old["fields"] = [f for f in old["fields"] if f["name"] in keep]
     registry = Registry(stack)
     subject = subject_for(stack, "requests")
     old_id = registry.register(subject, json.dumps(old))
-    current_id = registry.lookup(subject, schema_text("request"))
+    current_id = registry.lookup(subject, schema_text("request", SCHEMA_DIR))
     registry.close()
     assert current_id is not None and old_id != current_id  # two registered versions
     versions = httpx.get(f"{stack.registry_api}/subjects/{subject}/versions", timeout=5).json()
@@ -85,7 +86,7 @@ def test_a_producer_on_an_older_schema_version_still_gets_decisions(
 def test_registry_outage_delays_records_instead_of_rejecting_them(
     stack: Settings, worker: Worker, results: Results
 ) -> None:
-    newer = copy.deepcopy(load_all()["request"])
+    newer = copy.deepcopy(load_all(SCHEMA_DIR)["request"])
     newer["fields"].append(
         {"name": f"x_{uuid.uuid4().hex[:8]}", "type": ["null", "string"], "default": None}
     )
@@ -114,8 +115,8 @@ def test_tenant_change_applies_to_the_next_request_without_restart(
     tenant_ops.apply(stack, f)
     time.sleep(2)
     registry = Registry(stack)
-    schema = load_all()["request"]
-    rid_id = registry.lookup(subject_for(stack, "requests"), schema_text("request"))
+    schema = load_all(SCHEMA_DIR)["request"]
+    rid_id = registry.lookup(subject_for(stack, "requests"), schema_text("request", SCHEMA_DIR))
     registry.close()
     assert rid_id is not None
     parsed = fastavro.parse_schema(schema)

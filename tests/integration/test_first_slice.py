@@ -19,8 +19,11 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from guardstream.config.settings import Settings
-from guardstream.records import REQUEST_TYPE, Ingress, decision_id
+from guardstream.records import Ingress, decision_id, request_data
 from guardstream.serde import schemas
+from guardstream.streams.clients import kafka_config
+from guardstream.streams.topics import REQUEST_TYPE
+from tests import SCHEMA_DIR
 
 from .conftest import Results, Worker, worker_env
 
@@ -28,24 +31,17 @@ pytestmark = pytest.mark.integration
 
 
 def _data(tenant: str = "acme") -> dict[str, Any]:
-    return {
-        "tenant_id": tenant,
-        "model": "gpt-4o-mini",
-        "messages": [{"role": "user", "content": "Write a limerick about Kafka."}],
-        "max_tokens": 100,
-        "temperature": 0.5,
-        "top_p": None,
-        "stop": None,
-        "idempotency_key": None,
-        "metadata": {"team": "search"},
-    }
+    messages = [{"role": "user", "content": "Write a limerick about Kafka."}]
+    return request_data(
+        tenant, messages, max_tokens=100, temperature=0.5, metadata={"team": "search"}
+    )
 
 
 def _sdk_message(settings: Settings, data: dict[str, Any]) -> tuple[str, Any]:
     """What a client service sends: the official SDK's Kafka binding + AvroSerializer."""
     serializer = AvroSerializer(
         SchemaRegistryClient({"url": settings.registry_api}),
-        schemas.schema_text("request"),
+        schemas.schema_text("request", SCHEMA_DIR),
         conf={"auto.register.schemas": False},
     )
     value = serializer(data, SerializationContext(settings.topic("requests"), MessageField.VALUE))
@@ -206,7 +202,7 @@ def test_schemas_check_rejects_incompatible_and_accepts_compatible(
     import json
     import shutil
 
-    for f in schemas.SCHEMA_DIR.glob("*.avsc"):
+    for f in SCHEMA_DIR.glob("*.avsc"):
         shutil.copy(f, tmp_path / f.name)
     assert _check(stack, tmp_path).returncode == 0
 
@@ -230,11 +226,7 @@ def test_transactional_clients_markers_are_not_reported_as_lost_records(
     # the worker never receives as records. The input-gap check must confirm with the
     # broker that nothing was there, and every request must still be decided.
     producer = Producer(
-        {
-            "bootstrap.servers": stack.kafka_bootstrap,
-            "log_level": 0,
-            "transactional.id": f"tests-{uuid.uuid4()}",
-        }
+        kafka_config(stack, {"log_level": 0, "transactional.id": f"tests-{uuid.uuid4()}"})
     )
     producer.init_transactions(30)
     ids = []

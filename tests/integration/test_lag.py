@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from guardstream.config.settings import Settings
+from guardstream.streams.clients import kafka_config
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ AGE_AFTER_S = 30
 
 def _create_topic(settings: Settings, partitions: int) -> str:
     topic = f"{settings.topic_prefix}.lagtest.{uuid.uuid4().hex[:6]}"
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    admin = AdminClient(kafka_config(settings, log_level=0))
     admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
         topic
     ].result(30)
@@ -39,7 +40,7 @@ def _create_topic(settings: Settings, partitions: int) -> str:
 
 def _produce(settings: Settings, topic: str, partition: int, ages_s: list[int]) -> None:
     now_ms = int(time.time() * 1000)
-    p = Producer({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    p = Producer(kafka_config(settings, log_level=0))
     for i, age in enumerate(ages_s):
         p.produce(topic, value=f"r{i}".encode(), partition=partition, timestamp=now_ms - age * 1000)
     assert p.flush(30) == 0
@@ -47,12 +48,7 @@ def _produce(settings: Settings, topic: str, partition: int, ages_s: list[int]) 
 
 def _commit(settings: Settings, group: str, topic: str, offsets: dict[int, int]) -> None:
     c = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": group,
-            "enable.auto.commit": False,
-            "log_level": 0,
-        }
+        kafka_config(settings, {"group.id": group, "enable.auto.commit": False, "log_level": 0})
     )
     try:
         c.commit(
@@ -110,7 +106,7 @@ def test_caught_up_group_has_zero_lag_and_groups_sharing_a_topic_are_timed_apart
     # timed from its own waiting record.
     from guardstream.lag.reader import LagReader
 
-    snap = LagReader(stack.kafka_bootstrap).snapshot([done, mid, behind, f"{behind}-x"])
+    snap = LagReader(stack).snapshot([done, mid, behind, f"{behind}-x"])
     by_group = {r.group: r for r in snap.rows}
     assert set(by_group) == {done, mid, behind}  # a group that never existed has no rows
     assert by_group[mid].lag == 3 and by_group[behind].lag == 8

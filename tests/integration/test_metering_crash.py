@@ -35,13 +35,15 @@ from guardstream.config.catalog import load_catalog
 from guardstream.config.settings import Settings
 from guardstream.ops import schemas as schema_ops
 from guardstream.ops import tenants as tenant_ops
-from guardstream.records import REQUEST_TYPE, USAGE_TYPE
+from guardstream.records import request_data
 from guardstream.serde.avro import encode
 from guardstream.serde.codec import Codec
 from guardstream.serde.registry import Registry
 from guardstream.serde.schemas import reader_schema, schema_text
 from guardstream.streams.admin import ensure_topics
-from guardstream.streams.topics import subject_for
+from guardstream.streams.clients import kafka_config
+from guardstream.streams.topics import REQUEST_TYPE, USAGE_TYPE, Topic, subject_for
+from tests import SCHEMA_DIR
 
 from .conftest import Worker, _free_port
 
@@ -65,12 +67,9 @@ class Collector(threading.Thread):
 
     def run(self) -> None:
         c = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "group.id": "unused",
-                "enable.auto.commit": False,
-                "log_level": 0,
-            }
+            kafka_config(
+                self.settings, {"group.id": "unused", "enable.auto.commit": False, "log_level": 0}
+            )
         )
         parts = []
         for short in ("admitted", "rejected", "audit"):
@@ -84,11 +83,11 @@ class Collector(threading.Thread):
                     continue
                 value = msg.value() or b""
                 if (msg.topic() or "").endswith(".audit"):
-                    rec = self.codec.decode(value, "audit")
+                    rec = self.codec.decode(value, Topic.AUDIT)
                     with self.lock:
                         self.audits.append((msg.partition() or 0, msg.offset() or 0, value, rec))
                 else:
-                    rec = self.codec.decode(value, "decision")
+                    rec = self.codec.decode(value, Topic.ADMITTED)
                     with self.lock:
                         self.decisions.append((value, rec))
         c.close()
@@ -168,8 +167,10 @@ class Scenario:
         ensure_topics(s)
         registry = Registry(s)
         schema_ops.register_all(s, registry)
-        self.request_id = registry.lookup(subject_for(s, "requests"), schema_text("request"))
-        self.usage_id = registry.lookup(subject_for(s, "usage"), schema_text("usage"))
+        self.request_id = registry.lookup(
+            subject_for(s, "requests"), schema_text("request", SCHEMA_DIR)
+        )
+        self.usage_id = registry.lookup(subject_for(s, "usage"), schema_text("usage", SCHEMA_DIR))
         registry.close()
         assert self.request_id and self.usage_id
         tenants_file = tmp / "tenants.yaml"
@@ -187,12 +188,7 @@ class Scenario:
         self.collector = Collector(s)
         self.collector.start()
         self.producer = Producer(
-            {
-                "bootstrap.servers": s.kafka_bootstrap,
-                "linger.ms": 20,
-                "enable.idempotence": True,
-                "log_level": 0,
-            }
+            kafka_config(s, {"linger.ms": 20, "enable.idempotence": True, "log_level": 0})
         )
         self.tenant_of: dict[str, str] = {}
         self.admitted: list[str] = []
@@ -202,7 +198,7 @@ class Scenario:
         return Worker(settings, self.tmp / f"{name}.log", loglevel="info")
 
     def send_requests(self) -> None:
-        schema = reader_schema("request")
+        schema = reader_schema("request", SCHEMA_DIR)
         for i in range(self.n):
             tenant = TENANTS[i % len(TENANTS)]
             rid = f"{self.run}-req-{i}"
@@ -210,17 +206,7 @@ class Scenario:
             value = encode(
                 self.request_id,
                 schema,
-                {
-                    "tenant_id": tenant,
-                    "model": "gpt-4o-mini",
-                    "max_tokens": 200,
-                    "messages": [{"role": "user", "content": "word " * 200}],
-                    "temperature": None,
-                    "top_p": None,
-                    "stop": None,
-                    "idempotency_key": None,
-                    "metadata": {},
-                },
+                request_data(tenant, [{"role": "user", "content": "word " * 200}], max_tokens=200),
             )
             self.producer.produce(
                 self.s.topic("requests"),
@@ -237,7 +223,7 @@ class Scenario:
             self.admitted = sorted(
                 {r["request_id"] for _, r in self.collector.decisions if r["outcome"] == "ADMITTED"}
             )
-        schema = reader_schema("usage")
+        schema = reader_schema("usage", SCHEMA_DIR)
         for j, rid in enumerate(self.admitted):
             value = encode(
                 self.usage_id,

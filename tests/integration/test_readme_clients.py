@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from guardstream.config.settings import REPO_ROOT, Settings
+from guardstream.config.settings import Settings
+from tests import REPO_ROOT
 
 from .conftest import Worker
 

@@ -29,11 +29,12 @@ from guardstream.config.tenants import Limits, limits_for, load_tenants_file, lo
 from guardstream.guardrails.tokens import estimate_prompt_tokens
 from guardstream.metering.money import apply_multiplier, cost_micros
 from guardstream.metering.step import THRESHOLDS_PCT
-from guardstream.records import USAGE_TYPE
 from guardstream.serde.avro import encode
 from guardstream.serde.registry import Registry
 from guardstream.serde.schemas import reader_schema, schema_text
-from guardstream.streams.topics import subject_for
+from guardstream.streams.clients import kafka_config
+from guardstream.streams.topics import USAGE_TYPE, subject_for
+from tests import SCHEMA_DIR
 
 from .conftest import TENANTS_FILE, Results, Worker, _free_port, worker_env
 from .test_first_slice import _data, _sdk_message, _send
@@ -85,12 +86,12 @@ def _show(settings: Settings, *args: str, **env: str) -> subprocess.CompletedPro
 
 def _send_usage(producer: Producer, settings: Settings, request_id: str) -> None:
     registry = Registry(settings)
-    schema_id = registry.lookup(subject_for(settings, "usage"), schema_text("usage"))
+    schema_id = registry.lookup(subject_for(settings, "usage"), schema_text("usage", SCHEMA_DIR))
     registry.close()
     assert schema_id
     value = encode(
         schema_id,
-        reader_schema("usage"),
+        reader_schema("usage", SCHEMA_DIR),
         {
             "request_id": request_id,
             "tenant_id": TENANT,
@@ -129,7 +130,7 @@ def metered(stack: Settings, worker: Worker) -> Iterator[Metered]:
         + cost_micros(USAGE_OUT, spec.output_micros_per_mtok),
         lim.cost_multiplier_bp,
     )
-    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "log_level": 0})
+    producer = Producer(kafka_config(stack, log_level=0))
     results = Results(stack)
     try:
         sent_ms = int(time.time() * 1000)

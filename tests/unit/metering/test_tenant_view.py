@@ -12,8 +12,9 @@ from guardstream.config.tenants import Limits
 from guardstream.metering.buckets import UNIT, Bucket
 from guardstream.metering.money import apply_multiplier, cost_micros
 from guardstream.metering.periods import Period, period_keys
-from guardstream.metering.step import Position, TenantState, step
+from guardstream.metering.step import TenantState, step
 from guardstream.metering.view import UnknownTenantError, tenant_view
+from guardstream.records import Position
 
 CATALOG = load_catalog(Settings().model_catalog)
 T0 = 1_795_400_000_000  # 2026-11-23T02:13:20Z

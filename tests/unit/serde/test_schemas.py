@@ -9,25 +9,26 @@ from typing import Any
 import fastavro
 
 from guardstream.serde import compat, schemas
-from guardstream.streams.topics import TOPICS
+from guardstream.streams.topics import Topic
+from tests import SCHEMA_DIR
 
 
 def test_every_topic_schema_exists_and_parses() -> None:
-    loaded = schemas.load_all()
-    for topic in TOPICS:
+    loaded = schemas.load_all(SCHEMA_DIR)
+    for topic in Topic:
         if topic.schema is not None:
             fastavro.parse_schema(loaded[topic.schema])
 
 
 def test_decision_inlines_the_request_type_once() -> None:
-    text = schemas.schema_text("decision")
+    text = schemas.schema_text("decision", SCHEMA_DIR)
     assert text.count('"name":"Request"') == 1
     # Self-contained: parses with no other schema known.
     fastavro.parse_schema(json.loads(text), named_schemas={})
 
 
 def _request() -> dict[str, Any]:
-    return copy.deepcopy(schemas.load_all()["request"])
+    return copy.deepcopy(schemas.load_all(SCHEMA_DIR)["request"])
 
 
 def test_new_field_without_default_is_named() -> None:

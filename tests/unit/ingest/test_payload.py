@@ -7,20 +7,11 @@ from typing import Any
 import pytest
 
 from guardstream.ingest.payload import PayloadProblem, validate_request
+from guardstream.records import request_data
 
 
 def _req(**changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "tenant_id": "acme",
-        "model": "gpt-4o-mini",
-        "messages": [{"role": "user", "content": "hello"}],
-        "max_tokens": 64,
-        "temperature": None,
-        "top_p": None,
-        "stop": None,
-        "idempotency_key": None,
-        "metadata": {},
-    }
+    base = request_data("acme", [{"role": "user", "content": "hello"}], max_tokens=64)
     return {**base, **changes}
 
 

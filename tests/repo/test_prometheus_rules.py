@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests import REPO_ROOT
+
+REPO = REPO_ROOT
 ALERTS = REPO / "prometheus" / "alerts.yml"
 CONFIG = REPO / "prometheus" / "prometheus.yml"
 

@@ -16,9 +16,11 @@ from guardstream.config.catalog import load_catalog
 from guardstream.config.settings import Settings
 from guardstream.config.tenants import Limits
 from guardstream.metering.buckets import UNIT, Bucket, take_all
+from guardstream.metering.keys import reservation_key
 from guardstream.metering.money import apply_multiplier, cost_micros
 from guardstream.metering.periods import period_keys, period_span_ms
-from guardstream.metering.step import Position, TenantState, reservation_key, step
+from guardstream.metering.step import TenantState, step
+from guardstream.records import Position
 
 CATALOG = load_catalog(Settings().model_catalog)
 T0 = 1_795_400_000_000  # 2026-11-23

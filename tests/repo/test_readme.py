@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from guardstream.config.settings import REPO_ROOT, Settings
+from guardstream.config.settings import Settings
 from guardstream.reasons import DESCRIPTIONS, Reason
+from tests import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text()
 
@@ -29,3 +30,17 @@ def test_every_audit_kind_the_meter_emits_is_documented() -> None:
     for kind in kinds:
         assert f"| `{kind}` |" in README, kind
         assert kind in audit_schema, kind
+
+
+def test_the_layout_section_shows_every_package_and_root_module() -> None:
+    section = README.split("## Code layout", 1)[1].split("\n## ", 1)[0]
+    tree = section.split("```", 2)[1]
+    package = REPO_ROOT / "guardstream"
+    rooms = [p.name + "/" for p in package.iterdir() if (p / "__init__.py").exists()]
+    modules = [p.name for p in package.glob("*.py") if not p.name.startswith("_")]
+    assert len(rooms) >= 10 and "app.py" in modules  # the walk itself still finds them
+    listed = {
+        line.split()[0] for line in tree.splitlines() if line.startswith("  ") and line.split()
+    }
+    for name in rooms + modules:
+        assert name in listed, f"{name} is missing from the README's layout tree"

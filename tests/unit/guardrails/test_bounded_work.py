@@ -17,12 +17,18 @@ from hypothesis import strategies as st
 
 from guardstream.config.settings import Settings
 from guardstream.guardrails.hygiene import MAX_NON_STARTERS, non_starters, normalize_text
-from guardstream.ingest.judge import Judge
-from guardstream.ops.bench import WORST_POLICY, offline_judge, request_record, time_family
+from guardstream.ops.bench import (
+    WORST_POLICY,
+    OfflineIngest,
+    offline_judge,
+    request_record,
+    time_family,
+)
 from guardstream.ops.hostile_text import FAMILIES, fill
 from guardstream.reasons import Reason
 from guardstream.serde.avro import decode_body, split_frame
 from guardstream.serde.schemas import reader_schema
+from tests import SCHEMA_DIR
 
 SMALL, LARGE = 16_384, 65_536
 # Far above the worst family measured (~5 ms/KB, phone-number validation) and far below
@@ -31,13 +37,13 @@ MAX_US_PER_KB = 25_000
 
 
 @pytest.fixture(scope="module")
-def judge() -> Judge:
-    j, _registry = offline_judge(Settings(), WORST_POLICY, record_budget_ms=10**9)
+def judge() -> OfflineIngest:
+    j = offline_judge(Settings(), WORST_POLICY, record_budget_ms=10**9)
     time_family(j, "warm up ", 1024)
     return j
 
 
-def _assert_linear(judge: Judge, unit: str) -> None:
+def _assert_linear(judge: OfflineIngest, unit: str) -> None:
     # The fastest of five runs: other processes on a shared machine only ever add time.
     small, _ = time_family(judge, unit, SMALL, repeats=5)
     large, _ = time_family(judge, unit, LARGE, repeats=5)
@@ -50,7 +56,7 @@ def _assert_linear(judge: Judge, unit: str) -> None:
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_each_adversarial_family_costs_linear_time(judge: Judge, family: str) -> None:
+def test_each_adversarial_family_costs_linear_time(judge: OfflineIngest, family: str) -> None:
     _assert_linear(judge, FAMILIES[family])
 
 
@@ -111,7 +117,7 @@ _PIECES = [
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=10).map("".join))
-def test_fuzzed_hostile_text_costs_linear_time(judge: Judge, unit: str) -> None:
+def test_fuzzed_hostile_text_costs_linear_time(judge: OfflineIngest, unit: str) -> None:
     _assert_linear(judge, unit)
 
 
@@ -125,7 +131,7 @@ def test_a_letter_with_250k_mixed_marks_is_cut_to_the_stream_safe_limit() -> Non
     assert unicodedata.is_normalized("NFKC", cleaned)
 
 
-def test_the_250k_mark_prompt_passes_the_judge_without_stalling(judge: Judge) -> None:
+def test_the_250k_mark_prompt_passes_the_judge_without_stalling(judge: OfflineIngest) -> None:
     seconds, code = time_family(judge, FAMILIES["mixed combining marks"], 250_001, repeats=1)
     assert code == "FORWARDED"
     assert seconds < 2.0
@@ -146,13 +152,17 @@ def test_non_starters_exist_only_below_the_scanned_range() -> None:
 
 
 def test_a_record_over_its_time_budget_is_refused_with_the_step_named() -> None:
-    judge, _registry = offline_judge(Settings(), WORST_POLICY, record_budget_ms=50)
+    judge, codec = offline_judge(Settings(), WORST_POLICY, record_budget_ms=50)
     phones = fill(FAMILIES["phone-like numbers"], 65_536)
     rec = request_record(7, [{"role": "user", "content": phones} for _ in range(4)])
     out = judge.judge(rec)
     assert (out.topic, out.code) == ("rejected", Reason.PROCESSING_BUDGET_EXCEEDED)
     assert out.tenant_id == "tenant-7"
-    decision = decode_body(split_frame(out.value)[1], reader_schema("decision"), None)
+    decision = decode_body(
+        split_frame(codec.encode(out.topic, out.record))[1],
+        reader_schema("decision", SCHEMA_DIR),
+        None,
+    )
     (reason,) = decision["reasons"]
     assert "50 ms" in reason["detail"] and "messages[" in reason["detail"]
 

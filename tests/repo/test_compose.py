@@ -23,8 +23,9 @@ import yaml
 from guardstream.config.settings import Settings
 from guardstream.lag import exporter as lag_cli
 from guardstream.runtime import health
+from tests import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 COMPOSE: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 DOCKERFILE = (REPO / "Dockerfile").read_text()

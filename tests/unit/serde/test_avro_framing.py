@@ -8,25 +8,17 @@ import struct
 import fastavro
 import pytest
 
+from guardstream.records import request_data
 from guardstream.serde import avro, schemas
+from tests import SCHEMA_DIR
 
 
 def _request() -> dict[str, object]:
-    return {
-        "tenant_id": "acme",
-        "model": "gpt-4o-mini",
-        "messages": [{"role": "user", "content": "hi"}],
-        "max_tokens": 16,
-        "temperature": None,
-        "top_p": None,
-        "stop": None,
-        "idempotency_key": None,
-        "metadata": {},
-    }
+    return request_data("acme", [{"role": "user", "content": "hi"}], max_tokens=16)
 
 
 def test_round_trip_keeps_schema_id_and_record() -> None:
-    schema = schemas.reader_schema("request")
+    schema = schemas.reader_schema("request", SCHEMA_DIR)
     framed = avro.encode(42, schema, _request())
     schema_id, body = avro.split_frame(framed)
     assert schema_id == 42
@@ -51,7 +43,7 @@ def test_bad_frames_have_reason_codes(value: bytes | None, code: str) -> None:
 
 
 def test_truncated_body_fails_to_decode() -> None:
-    schema = schemas.reader_schema("request")
+    schema = schemas.reader_schema("request", SCHEMA_DIR)
     framed = avro.encode(1, schema, _request())
     _, body = avro.split_frame(framed[:-4])
     with pytest.raises(avro.FramingError) as info:
@@ -60,7 +52,7 @@ def test_truncated_body_fails_to_decode() -> None:
 
 
 def test_trailing_bytes_are_detected() -> None:
-    schema = schemas.reader_schema("request")
+    schema = schemas.reader_schema("request", SCHEMA_DIR)
     _, body = avro.split_frame(avro.encode(1, schema, _request()) + b"\x00\x00")
     with pytest.raises(avro.FramingError, match="trailing"):
         avro.decode_body(body, schema, schema)
@@ -105,7 +97,7 @@ def test_old_writer_schema_resolves_into_current_reader() -> None:
             "max_tokens": 5,
         },
     )
-    record = avro.decode_body(buf.getvalue(), old, schemas.reader_schema("request"))
+    record = avro.decode_body(buf.getvalue(), old, schemas.reader_schema("request", SCHEMA_DIR))
     assert record["metadata"] == {}
     assert record["idempotency_key"] is None
     assert record["max_tokens"] == 5
@@ -114,7 +106,7 @@ def test_old_writer_schema_resolves_into_current_reader() -> None:
 def test_header_layout_is_big_endian() -> None:
     framed = avro.encode(
         0x01020304,
-        schemas.reader_schema("usage"),
+        schemas.reader_schema("usage", SCHEMA_DIR),
         {
             "request_id": "r",
             "tenant_id": "t",

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 
 from guardstream.reasons import Reason
-from guardstream.records import REQUEST_TYPE
-from guardstream.streams.cloudevents import CloudEventError, binary_headers, read_headers
+from guardstream.streams.cloudevents import (
+    CloudEventError,
+    binary_headers,
+    check_binary,
+    read_envelope,
+)
+from guardstream.streams.topics import REQUEST_TYPE
 
 GOOD: list[tuple[str, bytes | None]] = [
     ("ce_specversion", b"1.0"),
@@ -25,18 +30,20 @@ def _with(**changes: bytes | None) -> list[tuple[str, bytes | None]]:
 
 def _error(headers: list[tuple[str, bytes | None]]) -> CloudEventError:
     with pytest.raises(CloudEventError) as info:
-        read_headers(headers, (REQUEST_TYPE,))
+        check_binary(read_envelope(headers), (REQUEST_TYPE,))
     return info.value
 
 
 def test_good_headers_parse_and_keep_extensions() -> None:
-    attrs = read_headers(
-        [
-            *GOOD,
-            ("ce_traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-            ("ce_partitionkey", b"acme"),
-            ("ce_time", b"2026-11-23T05:00:00.123Z"),
-        ],
+    attrs = check_binary(
+        read_envelope(
+            [
+                *GOOD,
+                ("ce_traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                ("ce_partitionkey", b"acme"),
+                ("ce_time", b"2026-11-23T05:00:00.123Z"),
+            ]
+        ),
         (REQUEST_TYPE,),
     )
     assert attrs.id == "req-1"
@@ -100,7 +107,7 @@ def test_written_headers_read_back() -> None:
         subject="req-1",
         extensions={"traceparent": "00-abc-def-01"},
     )
-    attrs = read_headers(list(headers), (REQUEST_TYPE,))
+    attrs = check_binary(read_envelope(list(headers)), (REQUEST_TYPE,))
     assert attrs.time is not None and attrs.time.endswith(".123Z")
     assert attrs.subject == "req-1"
     assert attrs.extensions["traceparent"] == "00-abc-def-01"

@@ -1,0 +1,79 @@
+"""`guardstream stack`: fetch, start, stop and inspect the local broker and registry."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from guardstream.cli.output import console
+from guardstream.config.settings import get_settings
+
+app = typer.Typer(help="The local Kafka broker and schema registry.", no_args_is_help=True)
+
+
+@app.command("up")
+def stack_up() -> None:
+    """Fetch (once), start and health-check Kafka and Apicurio Registry; create topics."""
+    from guardstream.stack import services
+    from guardstream.streams.admin import ensure_topics
+
+    settings = get_settings()
+    t0 = time.monotonic()
+    services.up(settings, console)
+    created = ensure_topics(settings)
+    if created:
+        console.print(f"created topics: {', '.join(sorted(created))}")
+    console.print(f"[green]✓[/] stack up in {time.monotonic() - t0:.1f} s")
+    console.print(f"  kafka     {settings.kafka_bootstrap}")
+    console.print(f"  registry  {settings.registry_api}")
+
+
+@app.command("down")
+def stack_down() -> None:
+    """Stop the broker and registry that `stack up` started (nothing else)."""
+    from guardstream.stack import services
+
+    services.down(get_settings(), console)
+
+
+@app.command("status")
+def stack_status() -> None:
+    """Show each service's pid, address and health; exit 1 if any is unhealthy."""
+    from guardstream.stack import services
+
+    table = Table("service", "pid", "address", "healthy")
+    health = services.status(get_settings())
+    for h in health:
+        table.add_row(
+            h.name, str(h.pid or "-"), h.address, "[green]yes" if h.healthy else "[red]no"
+        )
+    console.print(table)
+    if not all(h.healthy for h in health):
+        raise typer.Exit(1)
+
+
+@app.command("logs")
+def stack_logs(
+    service: Annotated[str, typer.Argument(help="kafka or registry")] = "kafka",
+    lines: Annotated[int, typer.Option("-n", help="how many lines")] = 50,
+    follow: Annotated[bool, typer.Option("-f", help="keep printing new lines")] = False,
+) -> None:
+    """Print the end of a service's log."""
+    from guardstream.stack import services
+    from guardstream.stack.process import tail
+
+    path = services.log_file(get_settings(), service)
+    for line in tail(path, lines):
+        console.print(line, markup=False, highlight=False)
+    if follow:
+        with path.open() as f:
+            f.seek(0, 2)
+            while True:
+                line = f.readline()
+                if line:
+                    console.print(line.rstrip("\n"), markup=False, highlight=False)
+                else:
+                    time.sleep(0.3)
