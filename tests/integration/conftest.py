@@ -7,7 +7,6 @@ developer's demo data, and stops the stack afterwards only if it was the one to 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,15 +29,10 @@ from guardstream.stack import services
 from guardstream.streams.admin import ensure_topics
 from guardstream.streams.clients import kafka_config
 from guardstream.streams.topics import Topic
+from tests import free_port
 
 pytestmark = pytest.mark.integration
 TENANTS_FILE = Path(__file__).parent / "tenants.yaml"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +41,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         topic_prefix=f"gstest{run}",
         app_id=f"gstest{run}",
-        worker_web_port=_free_port(),
+        worker_web_port=free_port(),
         worker_state_dir=tmp_path_factory.mktemp("worker"),
     )
 

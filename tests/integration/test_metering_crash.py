@@ -43,9 +43,9 @@ from guardstream.serde.schemas import reader_schema, schema_text
 from guardstream.streams.admin import ensure_topics
 from guardstream.streams.clients import kafka_config
 from guardstream.streams.topics import REQUEST_TYPE, USAGE_TYPE, Topic, subject_for
-from tests import SCHEMA_DIR
+from tests import SCHEMA_DIR, free_port
 
-from .conftest import Worker, _free_port
+from .conftest import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 N = int(os.environ.get("GUARDSTREAM_CRASH_REQUESTS", "20000"))
@@ -159,7 +159,7 @@ class Scenario:
             update={
                 "topic_prefix": f"gscrash{self.run}",
                 "app_id": f"gscrash{self.run}",
-                "worker_web_port": _free_port(),
+                "worker_web_port": free_port(),
                 "worker_state_dir": tmp / "state",
             }
         )
@@ -347,7 +347,7 @@ def test_two_workers_one_stops_the_other_takes_over(stack: Settings, tmp_path: P
     sc = Scenario(stack, tmp_path, n)
     first = sc.worker("worker-a")
     second = sc.worker(
-        "worker-b", worker_web_port=_free_port(), worker_state_dir=tmp_path / "state-b"
+        "worker-b", worker_web_port=free_port(), worker_state_dir=tmp_path / "state-b"
     )
     # Both members of the group, partitions split and tables recovered, before traffic.
     _wait("both workers ready", lambda: _ready(first) and _ready(second), 120)

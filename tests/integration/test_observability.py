@@ -11,7 +11,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import yaml
 
 from guardstream.config.settings import Settings
 from guardstream.ops import produce
+from tests import free_port
 
 from .conftest import Worker, worker_env
 
@@ -99,12 +99,6 @@ _PROMQL_WORDS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -129,7 +123,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="module")
 def exporter(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("exporter") / "exporter.log"
     with log.open("wb") as f:
         proc = subprocess.Popen(
@@ -184,7 +178,7 @@ def prometheus(
         job.pop("scrape_timeout", None)
         job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     log = tmp / "prometheus.log"
     with log.open("wb") as f:
         proc = subprocess.Popen(

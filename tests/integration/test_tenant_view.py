@@ -34,9 +34,9 @@ from guardstream.serde.registry import Registry
 from guardstream.serde.schemas import reader_schema, schema_text
 from guardstream.streams.clients import kafka_config
 from guardstream.streams.topics import USAGE_TYPE, subject_for
-from tests import SCHEMA_DIR
+from tests import SCHEMA_DIR, free_port
 
-from .conftest import TENANTS_FILE, Results, Worker, _free_port, worker_env
+from .conftest import TENANTS_FILE, Results, Worker, worker_env
 from .test_first_slice import _data, _sdk_message, _send
 from .test_metering_crash import _headers, _ready
 
@@ -225,7 +225,7 @@ def test_unknown_tenant_is_404_and_the_cli_names_the_fix(stack: Settings, worker
 
 
 def test_cli_without_a_worker_prints_the_config_and_one_line(stack: Settings) -> None:
-    nobody = f"http://127.0.0.1:{_free_port()}"
+    nobody = f"http://127.0.0.1:{free_port()}"
     out = _show(stack, TENANT, GUARDSTREAM_WORKER_URL=nobody)
     assert out.returncode == 0, out.stderr
     assert TENANT in out.stdout and "req/min" in out.stdout  # the configured part
@@ -243,7 +243,7 @@ def test_the_worker_not_owning_the_tenant_forwards_to_the_owner(
     # Run last in this module: it changes the group's membership while it runs.
     other = Worker(
         stack.model_copy(
-            update={"worker_web_port": _free_port(), "worker_state_dir": tmp_path / "state-b"}
+            update={"worker_web_port": free_port(), "worker_state_dir": tmp_path / "state-b"}
         ),
         tmp_path / "worker-b.log",
     )

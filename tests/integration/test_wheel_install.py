@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from guardstream.config.settings import Settings
-from tests import REPO_ROOT
+from tests import REPO_ROOT, free_port
 
 from .conftest import worker_env
 
@@ -35,12 +34,6 @@ _POINTS_AT_FILES = (
     "GUARDSTREAM_TIERS_FILE",
     "GUARDSTREAM_DEMO_TENANTS_FILE",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run(
@@ -91,7 +84,7 @@ def test_wheel_install_registers_schemas_and_runs_the_demo(
         update={
             "topic_prefix": f"gswheel{run}",
             "app_id": f"gswheel{run}",
-            "worker_web_port": _free_port(),
+            "worker_web_port": free_port(),
             "worker_state_dir": tmp_path / "state",
         }
     )
