@@ -60,7 +60,10 @@ def take_all(buckets: Sequence[tuple[Bucket, int, int, int]], now_ms: int) -> tu
             return False, -1
         level = refill(b, capacity, per_minute, now_ms)
         levels.append(level)
-        retry = max(retry, wait_ms(b, capacity, per_minute, cost * UNIT, now_ms))
+        need = cost * UNIT
+        if level < need:  # `wait_ms`, with the level just computed
+            since_last = -(-(need - b.level) // per_minute)
+            retry = max(retry, b.last_ms + since_last - now_ms)
     if retry:
         return False, retry
     for (b, _capacity, _per_minute, cost), level in zip(buckets, levels, strict=True):

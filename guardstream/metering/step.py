@@ -25,11 +25,13 @@ Time is the metering record's broker timestamp (LogAppendTime), never a client's
 
 from __future__ import annotations
 
+import _json  # the C accelerator of `json` (CPython's `json` uses it the same way)
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from guardstream import records as decisions
 from guardstream.config.catalog import Catalog
@@ -54,6 +56,69 @@ DEDUP_WINDOW_MS = 24 * 60 * 60 * 1000
 JOURNAL_STEP = 256
 STATE_FORMAT = 2
 _AUDIT_NS = uuid.UUID("2f0b5cf4-8a55-5d1c-9e0e-6c1f3e3a7d21")
+# SHA-1 of the namespace, copied per record: `uuid.uuid5` by hand (same ids, a third the cost).
+_AUDIT_NS_SHA1 = hashlib.sha1(_AUDIT_NS.bytes, usedforsecurity=False)
+
+# Compact JSON for table values: the bytes `json.dumps(v, separators=(",", ":"))` gives, without
+# building an encoder per value (the arguments are those it gives its C encoder: ensure_ascii,
+# allow_nan, no indent, unsorted; but no circular check, table values are trees); and reading
+# them back without `json.loads`'s encoding detection.
+_encode = _json.make_encoder(
+    None,
+    json.JSONEncoder().default,
+    _json.encode_basestring_ascii,
+    None,
+    ":",
+    ",",
+    False,
+    False,
+    True,
+)
+_scan = _json.make_scanner(cast(Any, json.JSONDecoder()))
+
+
+def dumps(value: Any) -> bytes:
+    """`json.dumps(value, separators=(",", ":")).encode()`, byte for byte."""
+    return "".join(_encode(value, 0)).encode()
+
+
+def loads(raw: bytes) -> Any:
+    """`json.loads(raw)` of a table value (anything unusual goes to `json.loads` itself)."""
+    try:
+        text = raw.decode()
+        value, end = _scan(text, 0)
+    except (ValueError, StopIteration):
+        return json.loads(raw)
+    if end != len(text):
+        return json.loads(raw)
+    return value
+
+
+def journal_ts(raw: bytes) -> int:
+    """`loads(raw)["ts"]` of a journal entry, reading only its first field (`ts`, see `step`).
+
+    The journal's head is read by every record to find nothing due yet. An entry not as
+    `dumps` writes a journal entry (`{"ts":<digits>,...`) is read whole.
+    """
+    if raw.startswith(b'{"ts":'):
+        end = raw.find(b",", 6)
+        digits = raw[6:end]
+        if end > 6 and digits.isdigit():
+            return int(digits)
+    ts: int = loads(raw)["ts"]
+    return ts
+
+
+# The RFC 4122 variant sets the top two bits of the 17th hex digit to 10.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def audit_id(prefix: hashlib._Hash, n: int) -> str:
+    """`str(uuid.uuid5(_AUDIT_NS, name))` given the SHA-1 of namespace + name but its `n`."""
+    h = prefix.copy()
+    h.update(str(n).encode())
+    x = h.hexdigest()  # the first 32 digits, with version 5 and the variant set, are the UUID
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
 @dataclass
@@ -71,7 +136,7 @@ class TenantState:
 
     def to_bytes(self) -> bytes:
         """Compact JSON for the table value (hand-rolled: `asdict` deep-copies, too slow)."""
-        return json.dumps(
+        return dumps(
             [
                 STATE_FORMAT,
                 self.last_partition,
@@ -83,16 +148,15 @@ class TenantState:
                     for k, p in self.periods.items()
                 },
                 [self.q_gc, self.q_exp, self.q_next],
-            ],
-            separators=(",", ":"),
-        ).encode()
+            ]
+        )
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> TenantState:
         """Read a table value (a new tenant when None)."""
         if raw is None:
             return cls()
-        value = json.loads(raw)
+        value = loads(raw)
         if value[0] != STATE_FORMAT:
             raise ValueError(
                 f"tenant state in format {value[0]}, this guardstream reads format "
@@ -150,27 +214,42 @@ class _Entries:
 
     def get(self, key: bytes) -> dict[str, Any] | None:
         raw = self.writes[key] if key in self.writes else self.lookup(key)
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else loads(raw)
+
+    def raw(self, key: bytes) -> bytes | None:
+        """An entry as stored (None: none)."""
+        return self.writes[key] if key in self.writes else self.lookup(key)
 
     def put(self, key: bytes, value: dict[str, Any]) -> None:
-        self.writes[key] = json.dumps(value, separators=(",", ":")).encode()
+        self.writes[key] = dumps(value)
 
     def delete(self, key: bytes) -> None:
         self.writes[key] = None
 
     def reservation(self, tenant: str, request_id: str) -> dict[str, Any] | None:
-        """The reservation as the tenant state knows it (see the module doc)."""
-        v = self.get(reservation_key(tenant, request_id))
-        if v is None or self.state.covers(v["by"]):
+        """The reservation as the tenant state knows it (see the module doc).
+
+        What this record wrote itself is current: a usage report that comes after the TTL
+        first expires its reservation, then settles it as expired (not as held again).
+        """
+        key = reservation_key(tenant, request_id)
+        v = self.get(key)
+        if v is None or key in self.writes or self.state.covers(v["by"]):
             return v
         if v["p"] is None:
             return None  # created by the record being applied again
         return {**v, "s": v["p"]}
 
     def set_status(self, tenant: str, request_id: str, v: dict[str, Any], status: str) -> None:
-        self.put(
-            reservation_key(tenant, request_id), {**v, "s": status, "p": v["s"], "by": self.at}
-        )
+        """Change a reservation's status, keeping what it was before this record in `p`.
+
+        A record may change one reservation twice (expire it, then settle it late): `p` keeps
+        the status from before the first change, which is what a replay must read back.
+        """
+        key = reservation_key(tenant, request_id)
+        earlier = self.get(key) if key in self.writes else None
+        before = earlier["p"] if earlier is not None and earlier["by"] == self.at else v["s"]
+        self.put(key, {**v, "s": status, "p": before, "by": self.at})
 
 
 class _Audits:
@@ -180,6 +259,7 @@ class _Audits:
         self.tenant = tenant
         self.pos = pos
         self.events: list[dict[str, Any]] = []
+        self.prefix: hashlib._Hash | None = None  # SHA-1 of the namespace and this record
 
     def add(
         self,
@@ -189,10 +269,12 @@ class _Audits:
         period: str | None = None,
         detail: str = "",
     ) -> None:
-        eid = uuid.uuid5(_AUDIT_NS, f"{self.pos.partition}/{self.pos.offset}/{len(self.events)}")
+        if self.prefix is None:
+            self.prefix = _AUDIT_NS_SHA1.copy()
+            self.prefix.update(f"{self.pos.partition}/{self.pos.offset}/".encode())
         self.events.append(
             {
-                "event_id": str(eid),
+                "event_id": audit_id(self.prefix, len(self.events)),
                 "kind": kind,
                 "tenant_id": self.tenant,
                 "request_id": request_id,
@@ -234,7 +316,7 @@ def step(
     # and the state, and the record is applied again (deterministically: same outputs).
     stored = lookup(request_key(tenant, ikey))
     if stored is not None:
-        saved = json.loads(stored)
+        saved = loads(stored)
         if state.covers(saved["pos"]):
             return Step(state, False, saved["decision"], saved["audits"], {}, tier)
     elif state.covers([pos.partition, pos.offset]):
@@ -388,12 +470,7 @@ def _decide(
     audits.add("RESERVE", request_id, amount)
     _alerts(state, (day, month), pos.ts_ms, audits)
 
-    first = {"decision_id": decisions.decision_id(ingress), "ts": pos.ts_ms, "ikey": ikey}
-    for k in keys:
-        entries.put(k, first)
-    journal["rid"] = request_id
-    journal["keys"] = [k.decode() for k in (*keys, reservation_key(tenant, request_id))]
-    return decisions.decision(
+    admitted = decisions.decision(
         ingress,
         request_id=request_id,
         request_source=record["request_source"],
@@ -405,6 +482,13 @@ def _decide(
         injection_score=record["injection_score"],
         budget_remaining_micros=None if remaining is None else remaining - amount,
     )
+    # The decision's id (`decisions.decision_id(ingress)`), not derived a second time.
+    seen = dumps({"decision_id": admitted["decision_id"], "ts": pos.ts_ms, "ikey": ikey})
+    for k in keys:
+        entries.writes[k] = seen
+    journal["rid"] = request_id
+    journal["keys"] = [k.decode() for k in (*keys, reservation_key(tenant, request_id))]
+    return admitted
 
 
 def _settle(
@@ -466,10 +550,11 @@ def _expire(
     for _ in range(JOURNAL_STEP):
         if state.q_exp >= state.q_next:
             return
-        entry = entries.get(journal_key(tenant, state.q_exp))
-        if entry is not None:
-            if entry["ts"] + ttl_ms > now_ms:
+        raw = entries.raw(journal_key(tenant, state.q_exp))
+        if raw is not None:
+            if journal_ts(raw) + ttl_ms > now_ms:
                 return
+            entry = loads(raw)
             rid = entry["rid"]
             res = entries.reservation(tenant, rid) if rid else None
             if res is not None and res["s"] == "held" and res["ikey"] == entry["ikey"]:
@@ -490,10 +575,11 @@ def _collect(
         if state.q_gc >= state.q_exp:
             return
         qkey = journal_key(tenant, state.q_gc)
-        entry = entries.get(qkey)
-        if entry is not None:
-            if entry["ts"] + window_ms > now_ms:
+        raw = entries.raw(qkey)
+        if raw is not None:
+            if journal_ts(raw) + window_ms > now_ms:
                 return
+            entry = loads(raw)
             ikey = entry["ikey"]
             entries.delete(request_key(tenant, ikey))
             # Dedup and reservation keys: a later record may own the same key by now.

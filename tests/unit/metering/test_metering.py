@@ -419,6 +419,20 @@ def test_usage_after_expiry_is_charged_late_and_flagged() -> None:
     assert log.audits[-1]["kind"] == "USAGE_DUPLICATE"
 
 
+def test_usage_that_itself_expires_its_reservation_is_charged_late_and_released_once() -> None:
+    # No record in between: the usage report finds the reservation past its TTL, expires it
+    # (releasing the estimate) and then settles it as expired, not as held a second time.
+    log = Log(limits())
+    est = log.apply(req(0), T0).decision["cost_estimate_micros"]
+    s = log.apply(usage(1, "r0", 100, 10), T0 + 16 * 60 * 1000)
+    actual = cost_micros(100, 150_000) + cost_micros(10, 600_000)
+    kinds = [(a["kind"], a["amount_micros"]) for a in s.audits]
+    assert kinds == [("EXPIRE", est), ("CHARGE", actual)]
+    assert s.audits[1]["detail"].startswith("late")
+    for period in log.state.periods.values():
+        assert (period.reserved, period.released, period.charged) == (0, est, actual)
+
+
 def test_unknown_tenants_leave_nothing_behind() -> None:
     s = step(TenantState(), req(0), Position(0, 0, T0), None, CATALOG, {}.get)
     assert not s.changed and s.writes == {}
