@@ -107,55 +107,31 @@ class InjectionResult:
     families: tuple[str, ...]
 
 
-# Deleting every ASCII character but a-z with str.translate is several times faster than a
-# regex substitution; non-ASCII text (rare after NFKC) takes the regex.
-_ASCII_FOLD = str.maketrans("", "", "".join(chr(c) for c in range(128) if not "a" <= chr(c) <= "z"))
+# Deleting every byte but a-z with bytes.translate is several times faster than str.translate
+# (or a regex); non-ASCII text (rare after NFKC) takes the regex.
+_NOT_AZ = bytes(c for c in range(256) if not 0x61 <= c <= 0x7A)
+# str.split()'s white space within ASCII becomes a space, everything else "x": one bytes
+# search for 16 "x"s then tells whether any whitespace-separated token is that long.
+_TOKEN_TABLE = bytes.maketrans(
+    bytes(range(256)), bytes(32 if chr(c).isspace() else 120 for c in range(256))
+)
+_LONG_TOKEN = b"x" * 16
 
 
 def _fold(text: str) -> str:
     lowered = text.lower()
     if lowered.isascii():
-        return lowered.translate(_ASCII_FOLD)
+        return lowered.encode("ascii").translate(None, _NOT_AZ).decode("ascii")
     return _NON_LETTERS.sub("", lowered)
-
-
-def _anchors() -> tuple[str, ...]:
-    """Short substrings one of which every phrase (plain or rot13) contains."""
-    words = (
-        "ignor",
-        "disregard",
-        "forget",
-        "overrid",
-        "instruct",
-        "prompt",
-        "above",
-        "restrict",
-        "developer",
-        "jailbreak",
-        "anythingnow",
-        "youarenow",
-        "ethical",
-        "bound",
-        "character",
-        "guideline",
-        "rules",
-    )
-    for phrases in _PHRASES.values():
-        for phrase in phrases:
-            folded = _NON_LETTERS.sub("", phrase)
-            assert any(w in folded for w in words), phrase
-    return words + tuple(codecs.encode(w, "rot13") for w in words)
-
-
-_ANCHORS = _anchors()
 
 
 def _families(folded: str) -> tuple[set[str], set[str]]:
     """Families matched in plain text, and families matched rot13-encoded."""
     plain: set[str] = set()
     rot13: set[str] = set()
-    # Substring tests on anchors are much cheaper than walking the automaton over the text.
-    if folded and any(map(folded.__contains__, _ANCHORS)):
+    # Walking the automaton costs ~10 µs per KB, less than the 34 substring tests of anchor
+    # words that used to gate it.
+    if folded:
         for _end, (family, encoded) in _AUTOMATON.iter(folded):
             (rot13 if encoded else plain).add(family)
     return plain, rot13
@@ -164,6 +140,8 @@ def _families(folded: str) -> tuple[set[str], set[str]]:
 def _decoded_candidates(text: str) -> list[str]:
     out: list[str] = []
     # Encoded payloads are long unbroken tokens; prose rarely has one, so look only there.
+    if text.isascii() and _LONG_TOKEN not in text.encode("ascii").translate(_TOKEN_TABLE):
+        return out
     words = text.split()
     if max(map(len, words), default=0) < 16:
         return out

@@ -51,7 +51,9 @@ import itertools
 import math
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 
@@ -377,9 +379,54 @@ def aws_secret_shape_ok(token: str) -> bool:
     return not all(32 <= b < 127 or b in (9, 10, 13) for b in decoded)
 
 
-def _digit_findings(text: str, region: str) -> list[Finding]:
+# Maximal runs, so each match starts a run; a leading charset lets `re` skip ahead at C speed.
+_DIGIT_RUNS = re.compile(r"[0-9]+")
+
+
+# One `match` call costs about as much as scanning this many characters.
+_ATTEMPT_CHARS = 16
+
+
+def _anchored(
+    pattern: re.Pattern[str], text: str, starts: list[int] | None, offsets: tuple[int, ...]
+) -> Iterator[re.Match[str]]:
+    """`pattern.finditer(text)`, trying only `offsets` characters before each digit-run start.
+
+    Valid for a pattern whose every match starts that way: its first digit is preceded by a
+    non-digit. Prose has a handful of digit runs, and scanning every position costs ~30 µs
+    per KB per pattern. `starts` is None for non-ASCII text, where `\\d` also matches other
+    scripts' digits, and for digit-dense text (a base64 run), where a Python-level attempt
+    per run would cost more than the scan: such text is scanned in full.
+    """
+    if starts is None or len(starts) * len(offsets) * _ATTEMPT_CHARS > len(text):
+        yield from pattern.finditer(text)
+        return
+    resume = 0
+    for d in starts:
+        for back in offsets:
+            if d - back < resume:
+                continue
+            if (m := pattern.match(text, d - back)) is not None:
+                yield m
+                resume = m.end()
+                break
+
+
+def _run_starts(text: str) -> list[int] | None:
+    """Where each run of ASCII digits starts; None once they are too many to try one by one."""
+    cap = len(text) // _ATTEMPT_CHARS
+    starts: list[int] = []
+    for m in _DIGIT_RUNS.finditer(text):
+        if len(starts) >= cap:
+            return None
+        starts.append(m.start())
+    return starts
+
+
+def _digit_findings(text: str, region: str, starts: list[int] | None) -> list[Finding]:
     out: list[Finding] = []
-    for m in _DIGIT_RUN.finditer(text):
+    # A run starts with its first digit, or "+" / "(" one or two characters before it.
+    for m in _anchored(_DIGIT_RUN, text, starts, (2, 1, 0)):
         raw = m.group(0)
         digits = "".join(c for c in raw if c.isdigit())
         if _SSN.match(raw.strip()):
@@ -454,6 +501,30 @@ def _aws_secret_findings(text: str) -> list[Finding]:
     ]
 
 
+# Below one "@" per this many characters, searching from each "@" beats one full scan.
+_AT_SPACING = 128
+
+
+def _emails(folded: str) -> Iterator[re.Match[str]]:
+    """`_EMAIL.finditer(folded)`, each search starting at most 64 characters before an "@".
+
+    A match's local part is at most 64 characters and holds no "@", so no match starts
+    further before the first "@" at or after the resume point; scanning prose from there
+    (every word is tried as a local part) cost ~50 µs per KB. Text dense with "@" is
+    scanned in one go: a Python-level search per address would cost more.
+    """
+    if folded.count("@") * _AT_SPACING > len(folded):
+        yield from _EMAIL.finditer(folded)
+        return
+    pos = 0
+    while (at := folded.find("@", pos)) != -1:
+        m = _EMAIL.search(folded, max(pos, at - 64))
+        if m is None:
+            return
+        yield m
+        pos = m.end()
+
+
 def _obfuscation_hint(lowered: str) -> bool:
     for close in "])}":
         j = lowered.find(close)
@@ -474,6 +545,22 @@ def _obfuscated_emails(text: str, folded: str) -> list[Finding]:
 
 def scan_pii(text: str, *, region: str = "US") -> list[Finding]:
     """Every PII or secret item in `text`, non-overlapping, in order of position."""
+    if len(text) <= _SHORT:
+        return list(_scan_short(text, region))
+    return _scan(text, region)
+
+
+# System prompts and other short texts recur from request to request, and a scan has a fixed
+# cost of a few microseconds whatever the length; findings are immutable, so they are shared.
+_SHORT = 256
+
+
+@lru_cache(maxsize=4096)
+def _scan_short(text: str, region: str) -> tuple[Finding, ...]:
+    return tuple(_scan(text, region))
+
+
+def _scan(text: str, region: str) -> list[Finding]:
     found: list[Finding] = []
     ascii_text = text.isascii()
     # Length-preserving lower case: str.lower can grow non-ASCII text ("İ" becomes two
@@ -487,20 +574,20 @@ def scan_pii(text: str, *, region: str = "US") -> list[Finding]:
     folded = text if ascii_text else text.translate(_CONFUSABLES)
     if "@" in text:
         found += [
-            Finding("EMAIL", m.start(), m.end(), text[m.start() : m.end()])
-            for m in _EMAIL.finditer(folded)
+            Finding("EMAIL", m.start(), m.end(), text[m.start() : m.end()]) for m in _emails(folded)
         ]
     if ("[" in text or "(" in text or "{" in text) and _obfuscation_hint(lowered):
         found += _obfuscated_emails(text, folded)
     if has_digits:
-        found += _digit_findings(text, region)
+        starts = _run_starts(text) if ascii_text else None
+        found += _digit_findings(text, region, starts)
         if "." in text:
-            for m in _IPV4.finditer(text):
+            for m in _anchored(_IPV4, text, starts, (0,)):
                 if all(int(p) <= 255 for p in m.group(0).split(".")):
                     found.append(Finding("IPV4", m.start(), m.end(), m.group(0)))
         found += [
             Finding("IBAN", m.start(), m.end(), m.group(0))
-            for m in _IBAN.finditer(text)
+            for m in _anchored(_IBAN, text, starts, (2,))  # two capitals, then the digits
             if iban_ok(m.group(0))
         ]
     if text.count(":") >= 2:
