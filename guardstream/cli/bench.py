@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -77,4 +80,149 @@ def bench_pipeline_cmd(
         f"p99 {r.paced_p99_ms:.0f} ms\n"
         f"aiokafka pass-through of the same records: {r.passthrough_per_s:,.0f} records/s; "
         f"pipeline / pass-through = {r.decisions_per_s / r.passthrough_per_s:.0%}"
+    )
+
+
+@app.command("compare")
+def bench_compare_cmd(
+    count: Annotated[
+        int, typer.Option("--count", "-n", help="requests in each system's flood")
+    ] = 12000,
+    skip: Annotated[
+        list[str] | None,
+        typer.Option(help="leave a system out: passthrough, minimal, pipeline1, pipeline2"),
+    ] = None,
+) -> None:
+    """The pipeline (1 and 2 workers) vs. a minimal Faust agent vs. an aiokafka pass-through.
+
+    Each system gets the same flood on fresh topics and runs in subprocesses measured from
+    outside: records/s from the output end offsets, CPU per record from /proc, produce→output
+    latency from the records' timestamps (backlog included).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from guardstream.ops.compare import LABELS, SYSTEMS, compare
+
+    unknown = set(skip or []) - set(SYSTEMS)
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown system(s): {', '.join(sorted(unknown))}", param_hint="--skip"
+        )
+    systems = [s for s in SYSTEMS if s not in set(skip or [])]
+    started = time.monotonic()
+    with Progress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        tasks = {
+            s: progress.add_task(LABELS[s], total=count, start=False, status="waiting")
+            for s in systems
+        }
+
+        def on_status(system: str, text: str) -> None:
+            progress.start_task(tasks[system])
+            progress.update(tasks[system], status=text)
+
+        def on_advance(system: str, done: int) -> None:
+            progress.update(tasks[system], completed=min(max(done, 0), count))
+
+        results = compare(get_settings(), count, systems, on_status, on_advance)
+        for s in systems:
+            progress.update(tasks[s], status="done")
+    by = {r.system: r for r in results}
+    base = by.get("passthrough")
+    table = Table(
+        "system",
+        "rec/s",
+        "CPU ms/rec",
+        "broker ms/rec",
+        "p50 ms",
+        "p99 ms",
+        "vs pass",
+        title=f"{count:,} requests each (1 KB prompts, 20 % PII, 50 tenants), backlog included",
+    )
+    for r in results:
+        table.add_row(
+            LABELS[r.system],
+            f"{r.per_s:,.0f}",
+            f"{r.cpu_ms_per_record:.2f}",
+            "-" if r.broker_cpu_ms_per_record is None else f"{r.broker_cpu_ms_per_record:.2f}",
+            f"{r.p50_ms:,.0f}",
+            f"{r.p99_ms:,.0f}",
+            f"{r.per_s / base.per_s:.1%}" if base else "-",
+        )
+    console.print(table)
+    for a, b, what in (
+        ("pipeline1", "minimal", "pipeline (1 worker) / minimal agent"),
+        ("pipeline2", "pipeline1", "2 workers / 1 worker"),
+    ):
+        if a in by and b in by:
+            console.print(
+                f"{what}: throughput {by[a].per_s / by[b].per_s:.2f}x, "
+                f"CPU per record {by[a].cpu_ms_per_record / by[b].cpu_ms_per_record:.2f}x"
+            )
+    console.print(
+        f"took {time.monotonic() - started:.0f} s; load average now "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+    )
+
+
+@app.command("profile")
+def bench_profile_cmd(
+    duration: Annotated[int, typer.Option("--duration", "-d", help="seconds to sample")] = 20,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "--count", "-n", help="requests in the flood (default: 600 per second sampled)"
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="also write a py-spy profile here (sampled again)"),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="speedscope or flamegraph")] = "speedscope",
+    top: Annotated[int, typer.Option(help="functions to list")] = 25,
+    gil: Annotated[
+        bool, typer.Option("--gil", help="only samples holding the GIL (Python CPU time)")
+    ] = False,
+    blocking: Annotated[
+        bool,
+        typer.Option(
+            "--blocking/--nonblocking",
+            help="pause the worker for each sample (exact stacks, but slows it several-fold)",
+        ),
+    ] = False,
+) -> None:
+    """Profile the one-worker pipeline with py-spy while it drains a flood.
+
+    Prints the top functions by own time (the sampled frame was the function itself) and by
+    total time (the function was anywhere on the stack).
+    """
+    from guardstream.ops.compare import profile
+
+    n = count if count is not None else 600 * duration * (2 if output else 1)
+    with console.status("profile") as status:
+        p = profile(
+            get_settings(),
+            duration,
+            n,
+            output,
+            fmt,
+            lambda text: status.update(f"profile: {text}"),
+            top,
+            gil_only=gil,
+            nonblocking=not blocking,
+        )
+    for title, rows in (("own time", p.own), ("total time (entry frames left out)", p.total)):
+        table = Table("function", "samples", "%", title=f"top {top} by {title}")
+        for name, samples in rows:
+            table.add_row(name, f"{samples:,}", f"{samples / max(p.samples, 1):.1%}")
+        console.print(table)
+    console.print(
+        f"{p.samples:,} samples over {duration} s; the worker decided {p.records:,} requests "
+        "while sampled" + (f"; {fmt} profile in {p.output}" if p.output else "")
     )

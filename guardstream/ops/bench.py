@@ -29,7 +29,7 @@ from guardstream.serde.avro import encode
 from guardstream.serde.codec import Codec
 from guardstream.serde.registry import Registry
 from guardstream.serde.schemas import reader_schema
-from guardstream.streams.clients import aiokafka_config, kafka_config
+from guardstream.streams.clients import kafka_config
 from guardstream.streams.topics import REQUEST_TYPE, Topic
 
 _WORDS = tuple(
@@ -237,6 +237,111 @@ def _quantiles(values: list[float]) -> tuple[float, float]:
     return q[49], q[98]
 
 
+BENCH_TENANTS = tuple(f"bench{i:02d}" for i in range(50))
+
+
+def bench_settings(settings: Settings, prefix: str, tmp: Path) -> Settings:
+    """`settings` on a fresh topic prefix and app id, with the worker state under `tmp`."""
+    return settings.model_copy(
+        update={"topic_prefix": prefix, "app_id": prefix, "worker_state_dir": tmp / "state"}
+    )
+
+
+def worker_env(s: Settings, state_dir: Path, web_port: int | None = None) -> dict[str, str]:
+    """The environment of a `python -m guardstream worker` subprocess running `s`."""
+    import os
+
+    env = {
+        **os.environ,
+        "GUARDSTREAM_TOPIC_PREFIX": s.topic_prefix,
+        "GUARDSTREAM_APP_ID": s.app_id,
+        "GUARDSTREAM_WORKER_STATE_DIR": str(state_dir),
+    }
+    if web_port is not None:
+        env["GUARDSTREAM_WORKER_WEB_PORT"] = str(web_port)
+    return env
+
+
+def prepare_pipeline(s: Settings, tmp: Path) -> int:
+    """Create `s`'s topics, register its schemas and the bench tenants; the request schema id.
+
+    The tenants get limits no benchmark reaches, so every request runs the whole pipeline.
+    """
+    from guardstream.ops import schemas as schema_ops
+    from guardstream.ops import tenants as tenant_ops
+    from guardstream.serde.schemas import schema_text
+    from guardstream.streams.admin import ensure_topics
+    from guardstream.streams.topics import subject_for
+
+    ensure_topics(s)
+    registry = Registry(s)
+    try:
+        schema_ops.register_all(s, registry)
+        request_id = registry.lookup(
+            subject_for(s, Topic.REQUESTS), schema_text("request", s.schema_dir)
+        )
+    finally:
+        registry.close()
+    assert request_id is not None
+    (tmp / "tenants.yaml").write_text(
+        "tenants:\n"
+        + "".join(
+            f"  - tenant_id: {t}\n    tier: premium\n    requests_per_minute: 100000000\n"
+            f"    tokens_per_minute: 100000000000\n    burst_requests: 100000000\n"
+            f"    burst_tokens: 100000000000\n"
+            for t in BENCH_TENANTS
+        )
+    )
+    tenant_ops.apply(s, tmp / "tenants.yaml")
+    return request_id
+
+
+class RequestSender:
+    """Produces the bench requests: ~1 KB prompts, 20 % with PII, 50 tenants, keyed by tenant.
+
+    The same `seed` gives the same prompts; request `i` has CloudEvents id ``{run}-{i}``.
+    """
+
+    def __init__(self, s: Settings, request_id: int, run: str, seed: int = 7) -> None:
+        from confluent_kafka import Producer
+
+        self.topic = s.topic(Topic.REQUESTS)
+        self.run = run
+        self._schema = reader_schema("request", s.schema_dir)
+        self._request_id = request_id
+        self._rnd = random.Random(seed)
+        self._producer = Producer(kafka_config(s, {"linger.ms": 5, "log_level": 0}))
+
+    def send(self, i: int) -> None:
+        """Produce request `i`."""
+        tenant = BENCH_TENANTS[i % len(BENCH_TENANTS)]
+        content = prompt(self._rnd, 1000, self._rnd.random() < 0.2)
+        data = request_data(tenant, [{"role": "user", "content": content}])
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", f"{self.run}-{i}".encode()),
+            ("ce_source", b"/bench"),
+            ("ce_type", REQUEST_TYPE.encode()),
+            ("content-type", b"application/avro"),
+        ]
+        while True:
+            try:
+                self._producer.produce(
+                    self.topic,
+                    key=tenant.encode(),
+                    value=encode(self._request_id, self._schema, data),
+                    headers=headers,
+                )
+                break
+            except BufferError:  # the local queue is full: let it drain
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float = 60) -> None:
+        """Wait until every produced request is acknowledged."""
+        self._producer.flush(timeout_s)
+
+
 def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
     """Requests through a real worker and broker, against a plain consume→produce ceiling.
 
@@ -246,83 +351,27 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
     each request, produce it unchanged) over the same records: the ceiling for this machine.
     """
     import asyncio
-    import os
     import subprocess
     import sys
     import tempfile
-    from pathlib import Path
 
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from guardstream.ops import schemas as schema_ops
-    from guardstream.ops import tenants as tenant_ops
-    from guardstream.serde.schemas import schema_text
-    from guardstream.streams.admin import ensure_topics
-    from guardstream.streams.topics import subject_for
+    from guardstream.ops.passthrough import passthrough
 
     run = uuid.uuid4().hex[:6]
     tmp = Path(tempfile.mkdtemp(prefix="gsbench"))
-    s = settings.model_copy(
-        update={
-            "topic_prefix": f"gsbench{run}",
-            "app_id": f"gsbench{run}",
-            "worker_state_dir": tmp / "state",
-        }
-    )
-    ensure_topics(s)
-    registry = Registry(s)
-    schema_ops.register_all(s, registry)
-    request_id = registry.lookup(
-        subject_for(s, Topic.REQUESTS), schema_text("request", s.schema_dir)
-    )
-    registry.close()
-    assert request_id is not None
-    tenants = [f"bench{i:02d}" for i in range(50)]
-    (tmp / "tenants.yaml").write_text(
-        "tenants:\n"
-        + "".join(
-            f"  - tenant_id: {t}\n    tier: premium\n    requests_per_minute: 100000000\n"
-            f"    tokens_per_minute: 100000000000\n    burst_requests: 100000000\n"
-            f"    burst_tokens: 100000000000\n"
-            for t in tenants
-        )
-    )
-    tenant_ops.apply(s, tmp / "tenants.yaml")
-    env = {
-        **os.environ,
-        "GUARDSTREAM_TOPIC_PREFIX": s.topic_prefix,
-        "GUARDSTREAM_APP_ID": s.app_id,
-        "GUARDSTREAM_WORKER_STATE_DIR": str(tmp / "state"),
-    }
+    s = bench_settings(settings, f"gsbench{run}", tmp)
+    request_id = prepare_pipeline(s, tmp)
     log = (tmp / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "guardstream", "worker"],
-        env=env,
+        env=worker_env(s, tmp / "state"),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    schema = reader_schema("request", s.schema_dir)
-    rnd = random.Random(7)
-    producer = Producer(kafka_config(s, {"linger.ms": 5, "log_level": 0}))
-
-    def send(i: int) -> None:
-        tenant = tenants[i % len(tenants)]
-        content = prompt(rnd, 1000, rnd.random() < 0.2)
-        data = request_data(tenant, [{"role": "user", "content": content}])
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("ce_specversion", b"1.0"),
-            ("ce_id", f"{run}-{i}".encode()),
-            ("ce_source", b"/bench"),
-            ("ce_type", REQUEST_TYPE.encode()),
-            ("content-type", b"application/avro"),
-        ]
-        producer.produce(
-            s.topic(Topic.REQUESTS),
-            key=tenant.encode(),
-            value=encode(request_id, schema, data),
-            headers=headers,
-        )
-        producer.poll(0)
+    sender = RequestSender(s, request_id, run)
+    send = sender.send
 
     consumer = Consumer(
         kafka_config(s, {"group.id": f"bench{run}", "enable.auto.commit": False, "log_level": 0})
@@ -353,17 +402,17 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
         # Warm up: the worker joins, recovers and decides a few requests first.
         for i in range(50):
             send(i)
-        producer.flush(30)
+        sender.flush(30)
         time.sleep(1)
-        _fill_ingress_ts(s, ingress_ts)
+        fill_ingress_ts(s, ingress_ts)
         collect(50, 120)
 
         with console.status(f"phase 1: {n} requests as fast as possible"):
             start = time.monotonic()
             for i in range(50, 50 + n):
                 send(i)
-            producer.flush(60)
-            _fill_ingress_ts(s, ingress_ts)
+            sender.flush(60)
+            fill_ingress_ts(s, ingress_ts)
             lat = collect(n, 600)
             elapsed = time.monotonic() - start
         rate = len(lat) / elapsed
@@ -379,8 +428,8 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
                 if delay > 0:
                     time.sleep(delay)
                 send(i)
-            producer.flush(60)
-            _fill_ingress_ts(s, ingress_ts)
+            sender.flush(60)
+            fill_ingress_ts(s, ingress_ts)
             paced = collect(paced_n, 300)
         pp50, pp99 = _quantiles(paced)
     finally:
@@ -389,11 +438,28 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
         consumer.close()
 
     with console.status("phase 3: aiokafka pass-through of the same records"):
-        passthrough = asyncio.run(_passthrough(s, 50 + n + paced_n))
-    return PipelineResult(n, rate, p50, p99, paced_rate, pp50, pp99, passthrough)
+        sink = f"{s.topic_prefix}.passthrough"
+        create_topic(s, sink)
+        passthrough_rate = asyncio.run(
+            passthrough(
+                s, s.topic(Topic.REQUESTS), sink, f"{s.app_id}-passthrough", 50 + n + paced_n
+            )
+        )
+    return PipelineResult(n, rate, p50, p99, paced_rate, pp50, pp99, passthrough_rate)
 
 
-def _fill_ingress_ts(s: Settings, out: dict[str, int]) -> None:
+def create_topic(s: Settings, name: str) -> None:
+    """Create topic `name` with the default partitions (it must not exist)."""
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    admin = AdminClient(kafka_config(s, log_level=0))
+    admin.create_topics(
+        [NewTopic(name, num_partitions=s.default_partitions, replication_factor=1)]
+    )[name].result()
+
+
+def fill_ingress_ts(s: Settings, out: dict[str, int]) -> None:
     """Request id → the request record's broker timestamp (produce time)."""
     from guardstream.streams.reader import read_to_end
 
@@ -403,43 +469,3 @@ def _fill_ingress_ts(s: Settings, out: dict[str, int]) -> None:
         headers: Any = dict(msg.headers() or [])
         rid = bytes(headers["ce_id"]).decode()
         out[rid] = msg.timestamp()[1]
-
-
-async def _passthrough(s: Settings, count: int) -> float:
-    """Records/s of a plain aiokafka consume→produce of the requests topic."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-    consumer = AIOKafkaConsumer(
-        s.topic(Topic.REQUESTS),
-        **aiokafka_config(s),
-        group_id=f"{s.app_id}-passthrough",
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=64 * 1024 * 1024,
-    )
-    producer = AIOKafkaProducer(
-        **aiokafka_config(s), linger_ms=10, max_request_size=64 * 1024 * 1024
-    )
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.cimpl import NewTopic
-
-    sink = f"{s.topic_prefix}.passthrough"
-    admin = AdminClient(kafka_config(s, log_level=0))
-    admin.create_topics(
-        [NewTopic(sink, num_partitions=s.default_partitions, replication_factor=1)]
-    )[sink].result()
-    await consumer.start()
-    await producer.start()
-    seen = 0
-    start = None
-    try:
-        async for msg in consumer:
-            start = start or time.monotonic()
-            await producer.send(sink, key=msg.key, value=msg.value, headers=list(msg.headers))
-            seen += 1
-            if seen >= count:
-                break
-        await producer.flush()
-    finally:
-        await consumer.stop()
-        await producer.stop()
-    return seen / (time.monotonic() - (start or time.monotonic()))
