@@ -296,6 +296,9 @@ def prepare_pipeline(s: Settings, tmp: Path) -> int:
     return request_id
 
 
+Built = tuple[bytes, bytes, list[tuple[str, str | bytes | None]]]
+
+
 class RequestSender:
     """Produces the bench requests: ~1 KB prompts, 20 % with PII, 50 tenants, keyed by tenant.
 
@@ -312,8 +315,8 @@ class RequestSender:
         self._rnd = random.Random(seed)
         self._producer = Producer(kafka_config(s, {"linger.ms": 5, "log_level": 0}))
 
-    def send(self, i: int) -> None:
-        """Produce request `i`."""
+    def build(self, i: int) -> Built:
+        """Request `i` as it goes on the wire: key, framed Avro value, CloudEvents headers."""
         tenant = BENCH_TENANTS[i % len(BENCH_TENANTS)]
         content = prompt(self._rnd, 1000, self._rnd.random() < 0.2)
         data = request_data(tenant, [{"role": "user", "content": content}])
@@ -324,14 +327,18 @@ class RequestSender:
             ("ce_type", REQUEST_TYPE.encode()),
             ("content-type", b"application/avro"),
         ]
+        return tenant.encode(), encode(self._request_id, self._schema, data), headers
+
+    def send(self, i: int) -> None:
+        """Produce request `i`."""
+        self.send_built(self.build(i))
+
+    def send_built(self, built: Built) -> None:
+        """Produce a request made by `build` (so a flood is not paced by making prompts)."""
+        key, value, headers = built
         while True:
             try:
-                self._producer.produce(
-                    self.topic,
-                    key=tenant.encode(),
-                    value=encode(self._request_id, self._schema, data),
-                    headers=headers,
-                )
+                self._producer.produce(self.topic, key=key, value=value, headers=headers)
                 break
             except BufferError:  # the local queue is full: let it drain
                 self._producer.poll(0.1)
