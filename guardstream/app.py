@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
@@ -26,33 +28,43 @@ from guardstream.streams.clients import faust_broker_options
 from guardstream.tables.definitions import define_tables
 
 
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """How guardstream configures a Faust app: broker, store, serializers, sizes, timeouts.
+
+    Shared with the benchmark's minimal agent, so the two differ only in what they run.
+    """
+    return {
+        **faust_broker_options(settings),
+        "store": "rocksdb://",
+        "datadir": str(settings.state_dir),
+        "topic_partitions": settings.default_partitions,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        # Oversize values must be read to be rejected with a reason, not stall the fetcher.
+        "consumer_max_fetch_size": 64 * 1024 * 1024,
+        "producer_max_request_size": 64 * 1024 * 1024,
+        "stream_wait_empty": False,
+        "producer_linger_ms": 10,
+        # A worker killed without leaving the group keeps its partitions until the session
+        # times out; the default (60 s) would stall them that long.
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
+    }
+
+
 def create_app(settings: Settings) -> tuple[faust.App, Context]:
     """Build the Faust app with every stage's agent registered on it."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     faust_fixes.apply()
     app = faust.App(
         settings.app_id,
-        **faust_broker_options(settings),
-        store="rocksdb://",
-        datadir=str(settings.state_dir),
+        **faust_options(settings),
         web_port=settings.worker_web_port,
         web_bind=settings.host,
         # The URL other workers forward table-routed requests to (`/tenants/{id}/state`).
         # Faust's default host is the machine's hostname, which may resolve to an address the
         # web server is not bound to (127.0.1.1 on Debian): advertise what we bind to.
         web_host=settings.worker_advertised_host,
-        topic_partitions=settings.default_partitions,
-        key_serializer="raw",
-        value_serializer="raw",
-        # Oversize values must be read to be rejected with a reason, not stall the fetcher.
-        consumer_max_fetch_size=64 * 1024 * 1024,
-        producer_max_request_size=64 * 1024 * 1024,
-        stream_wait_empty=False,
-        producer_linger_ms=10,
-        # A worker killed without leaving the group keeps its partitions until the session
-        # times out; the default (60 s) would stall them that long.
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
     )
     # Faust's own sensors, with a fixed prefix so dashboards do not depend on the app id;
     # they share the default registry with guardstream's metrics on `/metrics`.

@@ -18,10 +18,10 @@ from typing import Any
 
 import faust
 
+from guardstream.app import faust_options
 from guardstream.config.settings import Settings, get_settings
 from guardstream.serde.avro import decode_body, split_frame
 from guardstream.serde.schemas import reader_schema
-from guardstream.streams.clients import faust_broker_options
 from guardstream.streams.topics import Topic
 
 
@@ -30,21 +30,10 @@ def create_app(settings: Settings, output: str, web_port: int) -> faust.App:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        **faust_broker_options(settings),
-        store="rocksdb://",
-        datadir=str(settings.state_dir),
+        **faust_options(settings),
         web_port=web_port,
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
-        topic_partitions=settings.default_partitions,
-        key_serializer="raw",
-        value_serializer="raw",
-        consumer_max_fetch_size=64 * 1024 * 1024,
-        producer_max_request_size=64 * 1024 * 1024,
-        stream_wait_empty=False,
-        producer_linger_ms=10,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
     )
     schema = reader_schema("request", settings.schema_dir)
     source = app.topic(settings.topic(Topic.REQUESTS), key_type=bytes, value_type=bytes)
