@@ -25,13 +25,11 @@ Time is the metering record's broker timestamp (LogAppendTime), never a client's
 
 from __future__ import annotations
 
-import _json  # the C accelerator of `json` (CPython's `json` uses it the same way)
-import hashlib
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from guardstream import records as decisions
 from guardstream.config.catalog import Catalog
@@ -56,69 +54,19 @@ DEDUP_WINDOW_MS = 24 * 60 * 60 * 1000
 JOURNAL_STEP = 256
 STATE_FORMAT = 2
 _AUDIT_NS = uuid.UUID("2f0b5cf4-8a55-5d1c-9e0e-6c1f3e3a7d21")
-# SHA-1 of the namespace, copied per record: `uuid.uuid5` by hand (same ids, a third the cost).
-_AUDIT_NS_SHA1 = hashlib.sha1(_AUDIT_NS.bytes, usedforsecurity=False)
-
-# Compact JSON for table values: the bytes `json.dumps(v, separators=(",", ":"))` gives, without
-# building an encoder per value (the arguments are those it gives its C encoder: ensure_ascii,
-# allow_nan, no indent, unsorted; but no circular check, table values are trees); and reading
-# them back without `json.loads`'s encoding detection.
-_encode = _json.make_encoder(
-    None,
-    json.JSONEncoder().default,
-    _json.encode_basestring_ascii,
-    None,
-    ":",
-    ",",
-    False,
-    False,
-    True,
-)
-_scan = _json.make_scanner(cast(Any, json.JSONDecoder()))
+# Compact JSON for table values; one encoder, not one per value as `json.dumps(v, separators=
+# (",", ":"))` builds (same bytes).
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def dumps(value: Any) -> bytes:
-    """`json.dumps(value, separators=(",", ":")).encode()`, byte for byte."""
-    return "".join(_encode(value, 0)).encode()
+    """A table value as compact JSON."""
+    return _COMPACT.encode(value).encode()
 
 
 def loads(raw: bytes) -> Any:
-    """`json.loads(raw)` of a table value (anything unusual goes to `json.loads` itself)."""
-    try:
-        text = raw.decode()
-        value, end = _scan(text, 0)
-    except (ValueError, StopIteration):
-        return json.loads(raw)
-    if end != len(text):
-        return json.loads(raw)
-    return value
-
-
-def journal_ts(raw: bytes) -> int:
-    """`loads(raw)["ts"]` of a journal entry, reading only its first field (`ts`, see `step`).
-
-    The journal's head is read by every record to find nothing due yet. An entry not as
-    `dumps` writes a journal entry (`{"ts":<digits>,...`) is read whole.
-    """
-    if raw.startswith(b'{"ts":'):
-        end = raw.find(b",", 6)
-        digits = raw[6:end]
-        if end > 6 and digits.isdigit():
-            return int(digits)
-    ts: int = loads(raw)["ts"]
-    return ts
-
-
-# The RFC 4122 variant sets the top two bits of the 17th hex digit to 10.
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-
-
-def audit_id(prefix: hashlib._Hash, n: int) -> str:
-    """`str(uuid.uuid5(_AUDIT_NS, name))` given the SHA-1 of namespace + name but its `n`."""
-    h = prefix.copy()
-    h.update(str(n).encode())
-    x = h.hexdigest()  # the first 32 digits, with version 5 and the variant set, are the UUID
-    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
+    """A table value read back."""
+    return json.loads(raw)
 
 
 @dataclass
@@ -216,10 +164,6 @@ class _Entries:
         raw = self.writes[key] if key in self.writes else self.lookup(key)
         return None if raw is None else loads(raw)
 
-    def raw(self, key: bytes) -> bytes | None:
-        """An entry as stored (None: none)."""
-        return self.writes[key] if key in self.writes else self.lookup(key)
-
     def put(self, key: bytes, value: dict[str, Any]) -> None:
         self.writes[key] = dumps(value)
 
@@ -259,7 +203,6 @@ class _Audits:
         self.tenant = tenant
         self.pos = pos
         self.events: list[dict[str, Any]] = []
-        self.prefix: hashlib._Hash | None = None  # SHA-1 of the namespace and this record
 
     def add(
         self,
@@ -269,12 +212,10 @@ class _Audits:
         period: str | None = None,
         detail: str = "",
     ) -> None:
-        if self.prefix is None:
-            self.prefix = _AUDIT_NS_SHA1.copy()
-            self.prefix.update(f"{self.pos.partition}/{self.pos.offset}/".encode())
+        eid = uuid.uuid5(_AUDIT_NS, f"{self.pos.partition}/{self.pos.offset}/{len(self.events)}")
         self.events.append(
             {
-                "event_id": audit_id(self.prefix, len(self.events)),
+                "event_id": str(eid),
                 "kind": kind,
                 "tenant_id": self.tenant,
                 "request_id": request_id,
@@ -550,11 +491,10 @@ def _expire(
     for _ in range(JOURNAL_STEP):
         if state.q_exp >= state.q_next:
             return
-        raw = entries.raw(journal_key(tenant, state.q_exp))
-        if raw is not None:
-            if journal_ts(raw) + ttl_ms > now_ms:
+        entry = entries.get(journal_key(tenant, state.q_exp))
+        if entry is not None:
+            if entry["ts"] + ttl_ms > now_ms:
                 return
-            entry = loads(raw)
             rid = entry["rid"]
             res = entries.reservation(tenant, rid) if rid else None
             if res is not None and res["s"] == "held" and res["ikey"] == entry["ikey"]:
@@ -575,11 +515,10 @@ def _collect(
         if state.q_gc >= state.q_exp:
             return
         qkey = journal_key(tenant, state.q_gc)
-        raw = entries.raw(qkey)
-        if raw is not None:
-            if journal_ts(raw) + window_ms > now_ms:
+        entry = entries.get(qkey)
+        if entry is not None:
+            if entry["ts"] + window_ms > now_ms:
                 return
-            entry = loads(raw)
             ikey = entry["ikey"]
             entries.delete(request_key(tenant, ikey))
             # Dedup and reservation keys: a later record may own the same key by now.
