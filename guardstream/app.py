@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import faust
-from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 
 from guardstream.agents import ingest, meter
 from guardstream.agents.context import Context
@@ -18,14 +19,18 @@ from guardstream.runtime import faust_fixes
 from guardstream.runtime.diagnostics import register_diagnostics
 from guardstream.runtime.health import register_health
 from guardstream.runtime.logs import json_logging_config
-from guardstream.runtime.metrics import FAUST_PREFIX
 from guardstream.runtime.registry_gate import RegistryGate
+from guardstream.runtime.sensors import setup_sensors
 from guardstream.runtime.tenant_page import register_tenant_page
 from guardstream.serde.codec import Codec
 from guardstream.serde.registry import Registry
 from guardstream.streams.admin import ensure_topics
 from guardstream.streams.clients import faust_broker_options
+from guardstream.streams.producer import OutputProducer
 from guardstream.tables.definitions import define_tables
+
+# Oversize values must be read to be rejected with a reason, not stall the fetcher.
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
@@ -40,9 +45,8 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "topic_partitions": settings.default_partitions,
         "key_serializer": "raw",
         "value_serializer": "raw",
-        # Oversize values must be read to be rejected with a reason, not stall the fetcher.
-        "consumer_max_fetch_size": 64 * 1024 * 1024,
-        "producer_max_request_size": 64 * 1024 * 1024,
+        "consumer_max_fetch_size": MAX_REQUEST_BYTES,
+        "producer_max_request_size": MAX_REQUEST_BYTES,
         "stream_wait_empty": False,
         "producer_linger_ms": 10,
         # A worker killed without leaving the group keeps its partitions until the session
@@ -52,11 +56,46 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+class Producer(AIOKafkaProducer):
+    """Faust's producer (tables' changelogs), whose flush also delivers the agents' outputs.
+
+    Faust flushes its producer before it commits offsets, before it hands partitions over in
+    a rebalance and when it stops; chaining the output producer's flush here keeps "outputs
+    before offsets" true for the records the agents send on librdkafka.
+    """
+
+    outputs: OutputProducer | None = None
+
+    async def flush(self) -> None:
+        """Flush Faust's own records, then the agents' outputs."""
+        await super().flush()
+        if self.outputs is not None:
+            await self.outputs.flush()
+
+
+class App(faust.App):
+    """A Faust app whose producer also flushes guardstream's output producer."""
+
+    outputs: OutputProducer | None = None
+
+    def _new_producer(self) -> Producer:
+        producer = Producer(self.transport, loop=self.loop, beacon=self.beacon)
+        producer.outputs = self.outputs
+        return producer
+
+
+def _count_send_error(app: faust.App, exc: Exception) -> None:
+    # Where the dashboards count Faust's own failed sends; the sensors expect the state
+    # `on_send_initiated` gave them (a start time per sensor), which a report no longer has.
+    now = time.monotonic()
+    app.sensors.on_send_error(app.producer, exc, {sensor: now for sensor in app.sensors})
+
+
 def create_app(settings: Settings) -> tuple[faust.App, Context]:
     """Build the Faust app with every stage's agent registered on it."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     faust_fixes.apply()
-    app = faust.App(
+    app = App(
         settings.app_id,
         **faust_options(settings),
         web_port=settings.worker_web_port,
@@ -66,13 +105,16 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         # web server is not bound to (127.0.1.1 on Debian): advertise what we bind to.
         web_host=settings.worker_advertised_host,
     )
-    # Faust's own sensors, with a fixed prefix so dashboards do not depend on the app id;
-    # they share the default registry with guardstream's metrics on `/metrics`.
-    setup_prometheus_sensors(app, name_prefix=FAUST_PREFIX)
+    setup_sensors(app)
     registry = Registry(settings)
     codec = Codec(settings, registry)
     catalog = cached_catalog(settings.model_catalog)
     tables = define_tables(app, settings, codec)
+    app.outputs = OutputProducer(
+        settings,
+        max_request_bytes=MAX_REQUEST_BYTES,
+        on_error=lambda exc: _count_send_error(app, exc),
+    )
 
     def policy_for(tenant_id: str) -> Policy:
         config = tables.tenant_config(tenant_id)
@@ -87,6 +129,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         ),
         catalog=catalog,
         tables=tables,
+        producer=app.outputs,
     )
 
     ingest.register(app, ctx)
