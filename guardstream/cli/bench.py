@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -226,3 +227,104 @@ def bench_profile_cmd(
         f"{p.samples:,} samples over {duration} s; the worker decided {p.records:,} requests "
         "while sampled" + (f"; {fmt} profile in {p.output}" if p.output else "")
     )
+
+
+@app.command("restore")
+def bench_restore_cmd(
+    keys: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--keys",
+            "-k",
+            help="table entries in the changelog; repeat for several sizes "
+            "(default 10,000, 100,000 and 1,000,000)",
+        ),
+    ] = None,
+) -> None:
+    """How long a worker takes to restore its table from the changelog after losing its state.
+
+    For each size: a fresh changelog filled with synthetic meter entries, then one worker
+    timed from process start to `/health/ready` on an empty state dir (cold: full replay)
+    and again on the state it left (warm: nothing to replay).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from guardstream.errors import GuardstreamError
+    from guardstream.ops.restore import MIN_KEYS, growth_per_100k, measure
+
+    sizes = keys or [10_000, 100_000, 1_000_000]
+    too_few = [k for k in sizes if k < MIN_KEYS]
+    if too_few:
+        raise GuardstreamError(
+            f"--keys {too_few[0]:,} is too few to measure a restore",
+            f"use at least {MIN_KEYS:,} keys",
+        )
+    started = time.monotonic()
+    results = []
+    with Progress(
+        TextColumn("{task.description:<16}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        tasks = {
+            n: progress.add_task(f"{n:,} keys", total=n, start=False, status="waiting")
+            for n in sizes
+        }
+        for n in sizes:
+            task = tasks[n]
+            progress.start_task(task)
+            results.append(
+                measure(
+                    get_settings(),
+                    n,
+                    functools.partial(_task_status, progress, task),
+                    functools.partial(_task_done, progress, task),
+                )
+            )
+            progress.update(task, status="done")
+    table = Table(
+        "keys",
+        "tenants",
+        "MB",
+        "cold s",
+        "keys/s",
+        "warm s",
+        "cold-warm",
+        "RSS MB",
+        "restored",
+        title="process start → /health/ready, on an empty state dir (cold) and on its own (warm)",
+        caption="MB: changelog key+value bytes · keys/s: keys / cold s · RSS: peak (VmHWM) "
+        "cold / warm",
+    )
+    for r in results:
+        restored = sum(r.restored)
+        table.add_row(
+            f"{r.keys:,}",
+            f"{r.tenants:,}",
+            f"{r.changelog_mb:,.1f}",
+            f"{r.cold.ready_s:.2f}",
+            f"{r.keys_per_s:,.0f}",
+            f"{r.warm.ready_s:.2f}",
+            f"{r.cold.ready_s - r.warm.ready_s:.2f}",
+            f"{r.cold.peak_rss_mb:,.0f} / {r.warm.peak_rss_mb:,.0f}",
+            f"{restored:,}" if restored == r.keys else f"[bold red]{restored:,}[/]",
+        )
+    console.print(table)
+    for lo, hi, seconds in growth_per_100k(results):
+        console.print(f"growth {lo:,} → {hi:,} keys: {seconds:.2f} s per 100k keys")
+    console.print(
+        "cold - warm ≈ the replay itself (warm = imports, app, topics, group join); "
+        f"took {time.monotonic() - started:.0f} s; load average now "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+    )
+
+
+def _task_status(progress: Any, task: Any, text: str) -> None:
+    progress.update(task, status=text)
+
+
+def _task_done(progress: Any, task: Any, done: int) -> None:
+    progress.update(task, completed=done)

@@ -77,7 +77,7 @@ class SystemResult:
 
 
 @dataclass
-class _Run:
+class Run:
     """One system's fresh topics, temp dir and subprocesses; `close` removes all of them."""
 
     s: Settings
@@ -127,11 +127,11 @@ class _Run:
         for log in self.logs:
             log.close()
         with contextlib.suppress(Exception):
-            _delete_topics(self.s)
+            delete_topics(self.s)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _delete_topics(s: Settings) -> None:
+def delete_topics(s: Settings) -> None:
     """Delete the run's topics (its prefix and the app's changelogs)."""
     from confluent_kafka.admin import AdminClient
 
@@ -147,7 +147,8 @@ def _delete_topics(s: Settings) -> None:
                 future.result()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for a worker's web server)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -195,7 +196,7 @@ class _Outputs:
         self._consumer.close()
 
 
-def _wait_group(s: Settings, group: str, members: int, run: _Run, timeout_s: float) -> None:
+def _wait_group(s: Settings, group: str, members: int, run: Run, timeout_s: float) -> None:
     """Until consumer group `group` is stable with `members` members."""
     from confluent_kafka import ConsumerGroupState
     from confluent_kafka.admin import AdminClient
@@ -216,7 +217,7 @@ def _wait_group(s: Settings, group: str, members: int, run: _Run, timeout_s: flo
 
 
 def _wait_total(
-    outputs: _Outputs, target: int, run: _Run, timeout_s: float, tick: Callable[[int], None]
+    outputs: _Outputs, target: int, run: Run, timeout_s: float, tick: Callable[[int], None]
 ) -> tuple[float, int, float]:
     """Poll end offsets until they reach `target`: (time of the first change, count then, end)."""
     base = outputs.total()
@@ -280,7 +281,7 @@ def _latencies(s: Settings, system: str, outputs: Sequence[str], run_tag: str) -
     return lat
 
 
-def _setup(settings: Settings, system: str) -> tuple[_Run, str, int]:
+def _setup(settings: Settings, system: str) -> tuple[Run, str, int]:
     """A fresh prefix and app id for `system`: its topics, schemas, tenants and output topics."""
     tag = uuid.uuid4().hex[:6]
     tmp = Path(tempfile.mkdtemp(prefix=f"gscmp-{system}-"))
@@ -289,7 +290,7 @@ def _setup(settings: Settings, system: str) -> tuple[_Run, str, int]:
         outputs = [s.topic(Topic.ADMITTED), s.topic(Topic.REJECTED)]
     else:
         outputs = [f"{s.topic_prefix}.{system}-out"]
-    run = _Run(s, tmp, outputs)
+    run = Run(s, tmp, outputs)
     try:
         request_id = prepare_pipeline(s, tmp)
         if not system.startswith("pipeline"):
@@ -300,7 +301,7 @@ def _setup(settings: Settings, system: str) -> tuple[_Run, str, int]:
     return run, tag, request_id
 
 
-def _start(run: _Run, system: str) -> tuple[str, int]:
+def _start(run: Run, system: str) -> tuple[str, int]:
     """Start `system`'s processes; (its consumer group, how many members to wait for)."""
     s, py = run.s, sys.executable
     if system == "passthrough":
@@ -309,18 +310,18 @@ def _start(run: _Run, system: str) -> tuple[str, int]:
         run.start(system, [*argv, run.outputs[0], group], worker_env(s, run.tmp / "state"))
         return group, 1
     if system == "minimal":
-        argv = [py, "-m", "guardstream.ops.minimal_agent", run.outputs[0], str(_free_port())]
+        argv = [py, "-m", "guardstream.ops.minimal_agent", run.outputs[0], str(free_port())]
         run.start(system, argv, worker_env(s, run.tmp / "state"))
         return s.app_id, 1
     workers = 2 if system == "pipeline2" else 1
     for w in range(workers):
-        env = worker_env(s, run.tmp / f"state{w}", _free_port())
+        env = worker_env(s, run.tmp / f"state{w}", free_port())
         run.start(f"worker{w}", [py, "-m", "guardstream", "worker"], env)
     return s.app_id, workers
 
 
 def _warm(
-    run: _Run, system: str, sender: RequestSender, outputs: _Outputs, status: Callable[[str], None]
+    run: Run, system: str, sender: RequestSender, outputs: _Outputs, status: Callable[[str], None]
 ) -> None:
     """Start the system, let it join and decide the warm-up requests, and settle its group."""
     status("starting")
@@ -512,7 +513,7 @@ def profile(
         run.close()
 
 
-def _py_spy(run: _Run, argv: list[str]) -> None:
+def _py_spy(run: Run, argv: list[str]) -> None:
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         run.check_alive()
