@@ -109,12 +109,12 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     registry = Registry(settings)
     codec = Codec(settings, registry)
     catalog = cached_catalog(settings.model_catalog)
-    tables = define_tables(app, settings, codec)
     app.outputs = OutputProducer(
         settings,
         max_request_bytes=MAX_REQUEST_BYTES,
         on_error=lambda exc: _count_send_error(app, exc),
     )
+    tables = define_tables(app, settings, codec, app.outputs)
 
     def policy_for(tenant_id: str) -> Policy:
         config = tables.tenant_config(tenant_id)

@@ -1,15 +1,15 @@
-"""guardstream's own output records on a librdkafka producer, delivered before offsets commit.
+"""The worker's own records on a librdkafka producer, delivered before offsets commit.
 
 Faust sends through aiokafka, whose accumulator and sender are pure Python: about a quarter
-of a millisecond of the worker's one core per record, and a request produces several
-(its metering record, its decision, its audit events). librdkafka does that work in its own
-threads. Faust's table changelogs stay on Faust's producer (their offsets feed its recovery
-bookkeeping); only the records the agents send come here.
+of a millisecond of the worker's one core per record, and a request produces several (its
+metering record, its decision, its audit events, and five changelog records of the meter's
+table). librdkafka does that work in its own threads. The agents' outputs come here through
+`send`, the meter table's changelog through `send_now` (see `guardstream.tables.changelog`).
 
-The rule that makes this safe is the one Faust keeps for its own producer: **every output of
-an acknowledged input is delivered before that input's offset is committed.** Faust flushes
-its producer before each commit (and before a rebalance hands partitions over, and when it
-stops); `OutputProducer.flush` is chained onto that flush by the app (see
+The rule that makes this safe is the one Faust keeps for its own producer: **every record
+caused by an acknowledged input is delivered before that input's offset is committed.**
+Faust flushes its producer before each commit (and before a rebalance hands partitions over,
+and when it stops); `OutputProducer.flush` is chained onto that flush by the app (see
 `guardstream.app`), so a commit waits for these records too. A record that librdkafka gives
 up on fails every later flush, so no offset is committed past it and the worker stops; its
 input is processed again by whoever owns the partition next.
@@ -73,6 +73,9 @@ class OutputProducer:
             )
         )
         self._on_error = on_error
+        self._on_flushed: list[Callable[[dict[tuple[str, int], int]], None]] = []
+        # Last delivered offset per (topic, partition) of records sent with `send_now`.
+        self._offsets: dict[tuple[str, int], int] = {}
         self._failures: list[str] = []
         self._lock = threading.Lock()
         # Cleared while a flush runs: a flush waits for what was sent before it, and a
@@ -102,6 +105,27 @@ class OutputProducer:
                 # which holds the agent back exactly as a full Faust buffer would.
                 await asyncio.sleep(0.05)
 
+    def send_now(self, topic: str, key: bytes, value: bytes | None, partition: int | None) -> None:
+        """Queue one record to an explicit partition, from synchronous code (table writes).
+
+        Not held back by a running flush: a table write comes between an agent's output
+        sends, which are, so a flush waits for at most one record's writes more. Delivered
+        offsets are handed to `on_flushed` callbacks after the flush that delivered them.
+        """
+        while True:
+            try:
+                # -1: librdkafka's "unassigned", i.e. its (murmur2) partitioner chooses.
+                where = -1 if partition is None else partition
+                self._producer.produce(topic, value, key, where, on_delivery=self._track)
+                return
+            except BufferError:
+                # Full queue, from code that cannot await: block until librdkafka has room.
+                self._producer.poll(0.1)
+
+    def on_flushed(self, callback: Callable[[dict[tuple[str, int], int]], None]) -> None:
+        """Call `callback` on the event loop with the offsets `send_now` records reached."""
+        self._on_flushed.append(callback)
+
     async def flush(self) -> None:
         """Wait until every record sent so far is delivered; raise `OutputsLost` if one never is."""
         loop = asyncio.get_running_loop()
@@ -114,7 +138,7 @@ class OutputProducer:
                     left = await loop.run_in_executor(None, self._producer.flush, _FLUSH_SLICE_S)
                     self._raise_if_failed()
                     if left == 0:
-                        return
+                        break
                     log.warning(
                         "%d output records still undelivered after %.0f s; is the broker up?",
                         left,
@@ -122,6 +146,10 @@ class OutputProducer:
                     )
             finally:
                 self._open.set()
+            delivered, self._offsets = self._offsets, {}
+            if delivered:
+                for callback in self._on_flushed:
+                    callback(delivered)
 
     def pending(self) -> int:
         """Records queued or in flight."""
@@ -135,6 +163,13 @@ class OutputProducer:
             self._failures.append(str(err))
         if self._on_error is not None:
             self._on_error(OutputsLost(str(err)))
+
+    def _track(self, err: Any, msg: Any) -> None:
+        # A partition's reports arrive in offset order, so the last one is the highest.
+        if err is not None:
+            self._report(err, msg)
+        else:
+            self._offsets[(msg.topic(), msg.partition())] = msg.offset()
 
     def _raise_if_failed(self) -> None:
         with self._lock:

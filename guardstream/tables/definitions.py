@@ -10,7 +10,9 @@ import faust
 from guardstream.config.settings import Settings
 from guardstream.config.tenants import TenantConfig
 from guardstream.serde.codec import Codec
+from guardstream.streams.producer import OutputProducer
 from guardstream.streams.topics import Topic
+from guardstream.tables.changelog import changelog_table
 from guardstream.tables.directory import TenantDirectory
 
 
@@ -29,10 +31,12 @@ class Tables:
         return self.tenants.get(tenant_id)
 
 
-def define_tables(app: faust.App, settings: Settings, codec: Codec) -> Tables:
+def define_tables(
+    app: faust.App, settings: Settings, codec: Codec, outputs: OutputProducer
+) -> Tables:
     """Declare the tables on the app (before it starts)."""
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
-    meter = app.Table("meter", partitions=settings.default_partitions, **raw)
+    meter = changelog_table(app, "meter", outputs, partitions=settings.default_partitions, **raw)
     tenants = TenantDirectory(
         settings, lambda raw_value: TenantConfig.from_avro(codec.decode(raw_value, Topic.TENANTS))
     )

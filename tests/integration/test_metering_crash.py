@@ -396,3 +396,45 @@ def test_short_ttl_and_window_expire_and_delete_entries_in_a_real_worker(
     assert all(r["detail"].startswith("late") for r in late)
     log = worker.log.read_text(errors="replace")
     assert "meter failed" not in log and "Crashed" not in log
+
+
+def test_a_clean_restart_on_its_state_dir_replays_nothing_and_stays_exact(
+    stack: Settings, tmp_path: Path
+) -> None:
+    # The meter's changelog goes out on librdkafka (tables/changelog.py), so the offsets Faust
+    # keeps in each RocksDB partition ("how far is this store up to date") are written by
+    # guardstream after each flush. After a clean stop they must match the changelog's end:
+    # lower would replay on every start, higher would skip records the store never got.
+    sc = Scenario(stack, tmp_path, 2000)  # enough for budgets to run out (check() wants it)
+    worker = sc.worker("worker-0")
+    sc.send_requests()
+    _wait("every request's decision", sc.all_decided, 180)
+    worker.stop()
+
+    from rocksdict import AccessType, Options, Rdict
+
+    changelog = f"{sc.s.app_id}-meter-changelog"
+    consumer = Consumer(kafka_config(sc.s, {"group.id": "unused", "log_level": 0}))
+    stored: dict[int, int] = {}
+    for path in sc.s.state_dir.glob("**/meter-*.db"):
+        partition = int(path.name.removesuffix(".db").rsplit("-", 1)[1])
+        db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            raw = db.get(b"__faust\0offset__")
+        finally:
+            db.close()
+        if raw is not None:
+            stored[partition] = int(raw)
+    ends = {
+        p: consumer.get_watermark_offsets(TopicPartition(changelog, p), timeout=10)[1]
+        for p in range(sc.s.default_partitions)
+    }
+    consumer.close()
+    assert stored == {p: end - 1 for p, end in ends.items() if end > 0}
+
+    # The same state directory again: usage for every admitted request settles exactly.
+    worker = sc.worker("worker-1")
+    sc.send_usage()
+    _wait("every usage report's charge", sc.all_charged, 180)
+    worker.stop()
+    sc.check()
