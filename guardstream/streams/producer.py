@@ -11,8 +11,8 @@ caused by an acknowledged input is delivered before that input's offset is commi
 Faust flushes its producer before each commit (and before a rebalance hands partitions over,
 and when it stops); `OutputProducer.flush` is chained onto that flush by the app (see
 `guardstream.app`), so a commit waits for these records too. A record that librdkafka gives
-up on fails every later flush, so no offset is committed past it and the worker stops; its
-input is processed again by whoever owns the partition next.
+up on fails every later flush, so no offset is committed past its input, which is processed
+again by whoever owns the partition next.
 """
 
 from __future__ import annotations
