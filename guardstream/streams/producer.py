@@ -11,8 +11,9 @@ caused by an acknowledged input is delivered before that input's offset is commi
 Faust flushes its producer before each commit (and before a rebalance hands partitions over,
 and when it stops); `OutputProducer.flush` is chained onto that flush by the app (see
 `guardstream.app`), so a commit waits for these records too. A record that librdkafka gives
-up on fails every later flush, so no offset is committed past its input, which is processed
-again by whoever owns the partition next.
+up on fails every later flush, so no offset is committed past its input; Faust's commit
+task crashes with it and the worker stops, and whoever owns the partition next processes
+the input again (`test_a_decision_the_broker_refuses_is_never_committed_past`).
 """
 
 from __future__ import annotations
@@ -176,7 +177,9 @@ class OutputProducer:
             if self._failures:
                 raise OutputsLost(
                     f"{len(self._failures)} output records were not delivered "
-                    f"(first: {self._failures[0]}); their inputs will be processed again"
+                    f"(first: {self._failures[0]}); no offset is committed past their "
+                    "inputs — fix: see the broker's log and the topic's limits and ACLs, "
+                    "then restart the worker (the inputs are processed again)"
                 )
 
     def _on_client_error(self, err: Any) -> None:

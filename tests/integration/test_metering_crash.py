@@ -438,3 +438,49 @@ def test_a_clean_restart_on_its_state_dir_replays_nothing_and_stays_exact(
     _wait("every usage report's charge", sc.all_charged, 180)
     worker.stop()
     sc.check()
+
+
+def _set_max_message_bytes(s: Settings, topic: str, value: int) -> None:
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    entry = ConfigEntry(
+        "max.message.bytes", str(value), incremental_operation=AlterConfigOpType.SET
+    )
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    admin = AdminClient(kafka_config(s, log_level=0))
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
+
+
+def test_a_decision_the_broker_refuses_is_never_committed_past(
+    stack: Settings, tmp_path: Path
+) -> None:
+    # The broker refuses every decision (`admitted` takes 200-byte records at most): the meter's
+    # output flush fails before its commit, so its input offsets must not move, and the worker
+    # must stop saying why. With the topic fixed, a restarted worker decides every request
+    # exactly once, with the same exactness as after a kill -9.
+    sc = Scenario(stack, tmp_path, 2000)
+    admitted = sc.s.topic("admitted")
+    _set_max_message_bytes(sc.s, admitted, 200)
+    worker = sc.worker("worker-0")
+    sc.send_requests()
+    _wait("the worker to stop", lambda: worker.proc.poll() is not None, 120)
+    log = worker.log.read_text(errors="replace")
+    assert worker.proc.returncode != 0
+    assert "output records were not delivered" in log
+    with sc.collector.lock:  # rejections went out (their topic takes them); no admission did
+        assert not [r for _, r in sc.collector.decisions if r["outcome"] == "ADMITTED"]
+
+    _set_max_message_bytes(sc.s, admitted, 8 * 1024 * 1024)
+    worker = sc.worker("worker-1")
+    _wait("every request's decision", sc.all_decided, 300)
+    sc.send_usage()
+    _wait("every usage report's charge", sc.all_charged, 180)
+    worker.stop()
+    sc.check()
