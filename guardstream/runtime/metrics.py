@@ -46,6 +46,11 @@ END_TO_END_LATENCY = Histogram(
     ["stage"],
     buckets=_LATENCY_BUCKETS,
 )
+OUTPUT_FLUSH = Histogram(
+    "guardstream_output_flush_seconds",
+    "Time an offset commit waited for the worker's librdkafka records to be delivered",
+    buckets=_LATENCY_BUCKETS,
+)
 REGISTRY_LOOKUPS = Counter(
     "guardstream_registry_lookups_total",
     "Writer-schema lookups, by result (hit, miss, unknown, error)",
