@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from guardstream.cli.output import console
@@ -100,8 +101,6 @@ def bench_compare_cmd(
     outside: records/s from the output end offsets, CPU per record from /proc, produce→output
     latency from the records' timestamps (backlog included).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from guardstream.ops.compare import LABELS, SYSTEMS, compare
 
     unknown = set(skip or []) - set(SYSTEMS)
@@ -111,14 +110,7 @@ def bench_compare_cmd(
         )
     systems = [s for s in SYSTEMS if s not in set(skip or [])]
     started = time.monotonic()
-    with Progress(
-        TextColumn("{task.description:<24}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with _progress(24) as progress:
         tasks = {
             s: progress.add_task(LABELS[s], total=count, start=False, status="waiting")
             for s in systems
@@ -247,8 +239,6 @@ def bench_restore_cmd(
     timed from process start to `/health/ready` on an empty state dir (cold: full replay)
     and again on the state it left (warm: nothing to replay).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from guardstream.errors import GuardstreamError
     from guardstream.ops.restore import MIN_KEYS, growth_per_100k, measure
 
@@ -261,14 +251,7 @@ def bench_restore_cmd(
         )
     started = time.monotonic()
     results = []
-    with Progress(
-        TextColumn("{task.description:<16}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with _progress(16) as progress:
         tasks = {
             n: progress.add_task(f"{n:,} keys", total=n, start=False, status="waiting")
             for n in sizes
@@ -328,3 +311,15 @@ def _task_status(progress: Any, task: Any, text: str) -> None:
 
 def _task_done(progress: Any, task: Any, done: int) -> None:
     progress.update(task, completed=done)
+
+
+def _progress(label_width: int) -> Progress:
+    """One line per task: its label, a bar, done/total, a status word and the time taken."""
+    return Progress(
+        TextColumn(f"{{task.description:<{label_width}}}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
