@@ -40,6 +40,7 @@ import guardstream
 PACKAGE_DIR = Path(guardstream.__file__).resolve().parent
 
 PURE_PACKAGES = (
+    "guardstream.auth",
     "guardstream.ingest",
     "guardstream.guardrails",
     "guardstream.metering",

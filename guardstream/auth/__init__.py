@@ -1,0 +1,1 @@
+"""Signed events: who sent a record, proven by a signature over its exact bytes (pure logic)."""
