@@ -7,12 +7,15 @@ everything it leaves out, its tier's value scaled by the tier's rate multiplier.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from guardstream.config.loader import load_model, read_yaml, validate
 from guardstream.errors import GuardstreamError
@@ -22,6 +25,14 @@ from guardstream.ingest.payload import TENANT_PATTERN
 NonNegative = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(gt=0)]
 BASIS_POINTS = 10_000
+# Whether a tenant's events must be signed (see `guardstream.auth`): `required` refuses an
+# unsigned or badly signed event, `optional` refuses only a bad signature, `off` ignores them.
+AuthMode = Annotated[
+    Literal["required", "optional", "off"],
+    # YAML 1.1 reads an unquoted `off` as false: take it as the word the operator wrote.
+    BeforeValidator(lambda v: "off" if v is False else v),
+]
+KEY_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
 
 class TierSpec(BaseModel):
@@ -45,7 +56,42 @@ class Tiers(BaseModel):
     version: Positive
     default_tier: str
     unknown_tenants: Literal["reject", "default"] = "reject"
+    auth: AuthMode = "off"  # for tenants that do not set their own
     tiers: dict[str, TierSpec]
+
+
+class TenantKey(BaseModel):
+    """One of a tenant's signing keys. An HMAC key's secret is never here (nor on a topic)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    key_id: Annotated[str, Field(pattern=KEY_ID_PATTERN)]
+    scheme: Literal["hmac-sha256", "ed25519"]
+    public_key: str | None = None  # ed25519: base64 of the 32 raw bytes
+    not_before: AwareDatetime | None = None
+    not_after: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _material_and_window(self) -> TenantKey:
+        if self.scheme == "ed25519":
+            try:
+                raw = base64.b64decode(self.public_key or "", validate=True)
+            except binascii.Error:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("an ed25519 key needs public_key: the base64 of its 32 raw bytes")
+        elif self.public_key is not None:
+            raise ValueError(
+                "an hmac-sha256 key has no public_key: its secret stays with the workers"
+            )
+        if self.not_before and self.not_after and self.not_after <= self.not_before:
+            raise ValueError("not_after must be later than not_before")
+        return self
+
+    def valid_at(self, when: datetime) -> bool:
+        """Whether the key may sign at `when`."""
+        if self.not_before is not None and when < self.not_before:
+            return False
+        return self.not_after is None or when <= self.not_after
 
 
 class TenantConfig(BaseModel):
@@ -61,15 +107,36 @@ class TenantConfig(BaseModel):
     daily_budget_micros: NonNegative | None = None
     monthly_budget_micros: NonNegative | None = None
     policy: dict[str, str] = {}
+    auth: AuthMode | None = None  # None: the tiers file's default
+    keys: list[TenantKey] = []
 
     def to_avro(self, updated_at_ms: int) -> dict[str, Any]:
-        """The `TenantConfig` Avro record."""
-        return {**self.model_dump(), "updated_at": updated_at_ms}
+        """The `TenantConfig` Avro record (key windows as epoch milliseconds)."""
+        record = self.model_dump()
+        for key in record["keys"]:
+            for end in ("not_before", "not_after"):
+                key[end] = None if key[end] is None else round(key[end].timestamp() * 1000)
+        return {**record, "updated_at": updated_at_ms}
 
     @classmethod
     def from_avro(cls, record: dict[str, Any]) -> TenantConfig:
         """Read back a `TenantConfig` Avro record (ignores `updated_at`)."""
-        return cls.model_validate({k: v for k, v in record.items() if k != "updated_at"})
+        fields = {k: v for k, v in record.items() if k != "updated_at"}
+        fields["keys"] = [
+            {
+                **key,
+                **{
+                    end: None if key[end] is None else datetime.fromtimestamp(key[end] / 1000, UTC)
+                    for end in ("not_before", "not_after")
+                },
+            }
+            for key in fields.get("keys", [])
+        ]
+        return cls.model_validate(fields)
+
+    def auth_mode(self, tiers: Tiers) -> AuthMode:
+        """Whether this tenant's events must be signed (its own setting, else the tiers')."""
+        return self.auth or tiers.auth
 
 
 @dataclass(frozen=True)
@@ -143,8 +210,13 @@ def load_tiers(path: Path) -> Tiers:
     return tiers
 
 
-def load_tenants_file(path: Path, tiers: Tiers) -> list[TenantConfig]:
-    """Tenants from a YAML file (`tenants: [...]`), validated against the tiers."""
+def load_tenants_file(path: Path, tiers: Tiers, now: datetime | None = None) -> list[TenantConfig]:
+    """Tenants from a YAML file (`tenants: [...]`), validated against the tiers.
+
+    A tenant that requires signed events must have a key valid `now`, or none of its events
+    could be admitted: such a file is refused, not applied.
+    """
+    now = now or datetime.now(UTC)
     raw = read_yaml(path, "the tenants file")
     items = raw.get("tenants") if isinstance(raw, dict) else None
     if not isinstance(items, list) or not items:
@@ -162,6 +234,15 @@ def load_tenants_file(path: Path, tiers: Tiers) -> list[TenantConfig]:
             raise GuardstreamError(
                 f"{path}: tenants[{i}].tier '{config.tier}' is not a tier",
                 "use one of: " + ", ".join(tiers.tiers),
+            )
+        if config.auth_mode(tiers) == "required" and not any(
+            key.valid_at(now) for key in config.keys
+        ):
+            raise GuardstreamError(
+                f"{path}: tenants[{i}] ({config.tenant_id}) requires signed events but has "
+                "no key valid now",
+                "add a key under `keys:` (key_id, scheme, and public_key for ed25519), or "
+                "set `auth: optional` until its clients sign",
             )
         out.append(config)
     return out
