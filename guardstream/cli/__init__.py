@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from guardstream.cli import bench, lag, pipeline, schemas, stack, tenants, topics
+from guardstream.cli import bench, keys, lag, pipeline, schemas, stack, tenants, topics
 from guardstream.cli.output import err
 from guardstream.errors import GuardstreamError
 
@@ -16,7 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for group in (stack, schemas, tenants, topics, bench):
+for group in (stack, schemas, tenants, keys, topics, bench):
     app.add_typer(group.app, name=group.__name__.rsplit(".", 1)[-1])
 # Top-level commands (`guardstream worker`, `guardstream lag`, ...) keep their own names.
 for commands in (pipeline, lag):

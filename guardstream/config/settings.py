@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     worker_state_dir: Path | None = Field(
         None, description="RocksDB table directory; defaults to data_dir/worker-<port>"
     )
+    auth_secrets_file: Path | None = Field(
+        None,
+        description="HMAC signing secrets per tenant and key id (never on a topic); "
+        "defaults to data_dir/auth-secrets.yaml",
+    )
     model_catalog: Path = Field(
         resources.data_file("config", "models.yaml"),
         description="Model catalog (limits, prices)",
@@ -198,6 +203,11 @@ class Settings(BaseSettings):
     def state_dir(self) -> Path:
         """Where this worker keeps its RocksDB tables."""
         return self.worker_state_dir or self.data_dir / f"worker-{self.worker_web_port}"
+
+    @property
+    def auth_secrets_path(self) -> Path:
+        """Where the HMAC signing secrets are kept."""
+        return self.auth_secrets_file or self.data_dir / "auth-secrets.yaml"
 
     def topic(self, name: str) -> str:
         """Full topic name for a short name such as ``requests``."""
