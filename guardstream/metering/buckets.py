@@ -40,7 +40,12 @@ def wait_ms(b: Bucket, capacity: int, per_minute: int, need: int, now_ms: int) -
     Counted from the last refill, as `refill` does, so taking at now + wait succeeds and at
     now + wait - 1 does not.
     """
-    if refill(b, capacity, per_minute, now_ms) >= need:
+    return _wait(b, refill(b, capacity, per_minute, now_ms), per_minute, need, now_ms)
+
+
+def _wait(b: Bucket, level: int, per_minute: int, need: int, now_ms: int) -> int:
+    """`wait_ms` given the bucket's `level` at `now_ms` (so a caller refills only once)."""
+    if level >= need:
         return 0
     since_last = -(-(need - b.level) // per_minute)
     return max(0, b.last_ms + since_last - now_ms)
@@ -60,10 +65,7 @@ def take_all(buckets: Sequence[tuple[Bucket, int, int, int]], now_ms: int) -> tu
             return False, -1
         level = refill(b, capacity, per_minute, now_ms)
         levels.append(level)
-        need = cost * UNIT
-        if level < need:  # `wait_ms`, with the level just computed
-            since_last = -(-(need - b.level) // per_minute)
-            retry = max(retry, b.last_ms + since_last - now_ms)
+        retry = max(retry, _wait(b, level, per_minute, cost * UNIT, now_ms))
     if retry:
         return False, retry
     for (b, _capacity, _per_minute, cost), level in zip(buckets, levels, strict=True):
