@@ -66,7 +66,7 @@ def new_key(
     else:
         secret = secrets.token_bytes(32)
         shown = encode_secret(secret)
-    entry["not_before"] = now.isoformat().replace("+00:00", "Z")
+    entry["not_before"] = _iso(now)
 
     def add(config: dict[str, Any]) -> None:
         if any(k.get("key_id") == key_id for k in config.get("keys") or []):
@@ -88,7 +88,7 @@ def retire_key(
     def retire(config: dict[str, Any]) -> None:
         for key in config.get("keys") or []:
             if key.get("key_id") == key_id:
-                key["not_after"] = now.isoformat().replace("+00:00", "Z")
+                key["not_after"] = _iso(now)
                 return
         raise GuardstreamError(
             f"{tenant} has no key {key_id}", f"see `guardstream keys list {tenant}`"
@@ -142,3 +142,8 @@ def _edit(tenants_file: Path, tiers: Tiers, tenant: str, change: Any, check_at: 
         os.replace(tmp, tenants_file)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _iso(when: datetime) -> str:
+    """A UTC time as the tenants file spells it: 2026-12-01T10:00:00Z."""
+    return when.isoformat().replace("+00:00", "Z")

@@ -1,13 +1,13 @@
 """Faust's Prometheus sensors, kept off the per-record path.
 
 Faust calls its monitor several times per record (message in and out, stream event in and
-out, every table get, set and delete), and its `PrometheusMonitor` answers each call with
-label lookups plus the bookkeeping behind Faust's own `/stats` page (per topic, stream, task
-and table dictionaries): about 8 % of a flooded worker, and the meter reads its table several
-times per record. `LeanPrometheusMonitor` keeps every series the dashboards read, from the
-same metric objects, with each label child looked up once; it drops the per-record table
-operation counts and the `/stats` bookkeeping, which nothing here reads. Rebalance, commit,
-send and assignment sensors stay Faust's own.
+out, every table get, set and delete, every record sent), and its `PrometheusMonitor`
+answers each call with label lookups plus the bookkeeping behind Faust's own `/stats` page
+(per topic, stream, task and table dictionaries): about 8 % of a flooded worker, and the
+meter reads its table several times per record. `LeanPrometheusMonitor` keeps every series
+the dashboards read, from the same metric objects, with each label child looked up once; it
+drops the per-record table operation counts and the `/stats` bookkeeping, which nothing here
+reads. Rebalance, commit, send-completion and assignment sensors stay Faust's own.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class LeanPrometheusMonitor(PrometheusMonitor):
     def __init__(self, metrics: FaustMetrics, **kwargs: Any) -> None:
         super().__init__(metrics=metrics, **kwargs)
         self._received_by_topic: dict[str, Any] = {}
+        self._sent_by_topic: dict[str, Any] = {}
         self._events_by_stream: dict[Any, Any] = {}
 
     def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
@@ -66,6 +67,17 @@ class LeanPrometheusMonitor(PrometheusMonitor):
         metrics.total_active_events.dec()
         if state is not None:
             metrics.events_runtime_latency.observe(self.secs_to_ms(self.time() - state))
+
+    def on_send_initiated(
+        self, producer: Any, topic: str, message: Any, keysize: int, valsize: int
+    ) -> Any:
+        """Count a record sent (per topic); the state is its start time for the latency."""
+        child = self._sent_by_topic.get(topic)
+        if child is None:
+            child = self._metrics.topic_messages_sent.labels(topic=f"topic.{topic}")
+            self._sent_by_topic[topic] = child
+        child.inc()
+        return self.time()
 
     def on_table_get(self, table: Any, key: Any) -> None:
         """Not counted: a per-read counter nobody charts."""
