@@ -95,10 +95,10 @@ def tenant_partition(tenant: str, partitions: int) -> int:
     """The metering partition of a tenant's records, and so of its changelog entries.
 
     Faust writes a table entry to the changelog partition of the record being processed, and
-    the ingest stage keys metering records by tenant; Faust's producer (aiokafka) places keys
-    with Kafka's murmur2 partitioner. So the same murmur2 of the tenant id puts each synthetic
-    entry where the meter would have put it (a worker looking a tenant up reads that
-    partition's RocksDB).
+    the ingest stage keys metering records by tenant; guardstream's output producer places
+    keys with Kafka's murmur2 partitioner (as Java clients and aiokafka do). So the same
+    murmur2 of the tenant id puts each synthetic entry where the meter would have put it (a
+    worker looking a tenant up reads that partition's RocksDB).
     """
     from aiokafka.partitioner import murmur2
 
