@@ -10,10 +10,12 @@ from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 
 from guardstream.agents import ingest, meter
 from guardstream.agents.context import Context
+from guardstream.auth.keyring import Keyring
 from guardstream.config.catalog import cached_catalog
 from guardstream.config.settings import Settings
 from guardstream.config.tenants import load_tiers
 from guardstream.guardrails import DEFAULT_POLICY, Policy, policy_from
+from guardstream.ingest.authenticate import Authenticator
 from guardstream.ingest.judge import Judge
 from guardstream.runtime import faust_fixes
 from guardstream.runtime.diagnostics import register_diagnostics
@@ -123,12 +125,20 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         config = tables.tenant_config(tenant_id)
         return policy_from(config.policy) if config and config.policy else DEFAULT_POLICY
 
+    tiers = load_tiers(settings.tiers_file)
+    keyring = Keyring(tables.tenant_config, tiers, settings.auth_secrets_path)
+    authenticator = Authenticator(keyring.for_tenant, settings.auth_tolerance_s * 1000)
     ctx = Context(
         settings=settings,
         codec=codec,
         registry_gate=RegistryGate(registry),
         judge=Judge(
-            codec, catalog, settings.max_record_bytes, policy_for, settings.record_budget_ms
+            codec,
+            catalog,
+            settings.max_record_bytes,
+            policy_for,
+            settings.record_budget_ms,
+            authenticator,
         ),
         catalog=catalog,
         tables=tables,
@@ -139,7 +149,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     meter.register(app, ctx)
     register_health(app)
     register_diagnostics(app)
-    register_tenant_page(app, tables, load_tiers(settings.tiers_file))
+    register_tenant_page(app, tables, tiers)
     return app, ctx
 
 

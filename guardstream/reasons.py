@@ -33,6 +33,10 @@ class Reason(StrEnum):
     CE_SPECVERSION_UNSUPPORTED = "CE_SPECVERSION_UNSUPPORTED"
     CE_TYPE_UNSUPPORTED = "CE_TYPE_UNSUPPORTED"
     CONTENT_TYPE_UNSUPPORTED = "CONTENT_TYPE_UNSUPPORTED"
+    # --- who sent it ----------------------------------------------------------------------
+    AUTH_MISSING = "AUTH_MISSING"
+    AUTH_INVALID = "AUTH_INVALID"
+    AUTH_EXPIRED = "AUTH_EXPIRED"
     # --- the request itself -------------------------------------------------------------------
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     PAYLOAD_INVALID = "PAYLOAD_INVALID"
@@ -105,6 +109,23 @@ DESCRIPTIONS: dict[Reason, tuple[Route, str]] = {
     Reason.CONTENT_TYPE_UNSUPPORTED: (
         Route.REJECTED,
         "`content-type` is neither `application/avro` nor a supported structured format.",
+    ),
+    Reason.AUTH_MISSING: (
+        Route.REJECTED,
+        "The tenant requires signed events (`auth: required`) and the event has no `ce_gssig` "
+        "signature. Not charged.",
+    ),
+    Reason.AUTH_INVALID: (
+        Route.REJECTED,
+        "The signature does not verify: malformed header, unknown or retired key, a body or "
+        "attribute changed after signing, or the payload's `tenant_id` is not the signed "
+        "`ce_tenantid`. Not charged.",
+    ),
+    Reason.AUTH_EXPIRED: (
+        Route.REJECTED,
+        "The signature verifies but its `ce_time` is further than the tolerance "
+        "(`GUARDSTREAM_AUTH_TOLERANCE_S`, default 300) from when the broker took the record: "
+        "a replay or a badly wrong client clock. Not charged.",
     ),
     Reason.PAYLOAD_TOO_LARGE: (
         Route.REJECTED,

@@ -188,11 +188,21 @@ def decision_outcome(
     traceparent: str | None,
     fallback_key: bytes | None,
     source: str,
+    authid: str | None = None,
 ) -> Outcome:
-    """A decision record as a binary-mode CloudEvent on `admitted` or `rejected`."""
+    """A decision record as a binary-mode CloudEvent on `admitted` or `rejected`.
+
+    It carries the CloudEvents authcontext of the request: `authtype` `api_key` and `authid`
+    `<tenant>/<key id>` when its signature verified, `unauthenticated` otherwise. Only
+    guardstream sets these; nothing a client sends is copied into them.
+    """
     extensions = {"requestid": request_id}
     if traceparent:
         extensions["traceparent"] = traceparent
+    if authid is not None:
+        extensions.update(authtype="api_key", authid=authid)
+    else:
+        extensions["authtype"] = "unauthenticated"
     admitted = record["outcome"] == "ADMITTED"
     topic = Topic.ADMITTED if admitted else Topic.REJECTED
     headers = binary_headers(

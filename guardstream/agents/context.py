@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,10 @@ from guardstream.records import Outcome
 from guardstream.runtime.registry_gate import RegistryGate
 from guardstream.serde.codec import Codec
 from guardstream.streams.producer import OutputProducer
+from guardstream.streams.topics import Topic
 from guardstream.tables.definitions import Tables
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,6 +43,22 @@ async def hold_if_stopping(app: Any) -> None:
     """
     if app.should_stop:
         await asyncio.Event().wait()
+
+
+async def await_tenant_directory(ctx: Context) -> None:
+    """Start the tenant directory and wait until what the topic held at start-up is loaded.
+
+    Both stages judge by tenant config (ingest: signing keys and policy; meter: limits), so
+    neither may judge a record against a half-loaded directory: an `auth: required` tenant
+    not yet loaded would read as the tiers' default and let unsigned events through.
+    """
+    tenants = ctx.tables.tenants
+    tenants.start()
+    loop = asyncio.get_running_loop()
+    while not await loop.run_in_executor(None, tenants.ready.wait, 5.0):
+        log.warning(
+            "waiting for the tenant directory to load %s", ctx.settings.topic(Topic.TENANTS)
+        )
 
 
 class Outputs:

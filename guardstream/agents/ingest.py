@@ -12,7 +12,7 @@ from typing import Any
 
 import faust
 
-from guardstream.agents.context import Context, Outputs, hold_if_stopping
+from guardstream.agents.context import Context, Outputs, await_tenant_directory, hold_if_stopping
 from guardstream.ingest.judge import STAGE
 from guardstream.reasons import Reason
 from guardstream.records import Ingress, Outcome, RawRecord, dead_letter
@@ -40,6 +40,7 @@ def register(app: faust.App, ctx: Context) -> None:
 
     @app.agent(sources, name="guardstream.ingest")
     async def ingest(stream: Any) -> None:
+        await await_tenant_directory(ctx)
         async for event in stream.events():
             msg = event.message
             started = time.perf_counter()

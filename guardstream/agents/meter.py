@@ -7,14 +7,13 @@ tables, applies the step, writes the tables and sends what it produced.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
 
 import faust
 
-from guardstream.agents.context import Context, Outputs, hold_if_stopping
+from guardstream.agents.context import Context, Outputs, await_tenant_directory, hold_if_stopping
 from guardstream.config.tenants import load_tiers
 from guardstream.metering import step as metering
 from guardstream.metering.keys import state_key
@@ -44,7 +43,11 @@ def step_outcomes(step: metering.Step, record: dict[str, Any], key: bytes | None
     outs = [Outcome(Topic.AUDIT, key, a, [], a["kind"], tenant) for a in step.audits]
     if step.decision is not None:
         d = step.decision
-        outs.append(decision_outcome(d, d["request_id"], record["traceparent"], key, SOURCE))
+        outs.append(
+            decision_outcome(
+                d, d["request_id"], record["traceparent"], key, SOURCE, record["authid"]
+            )
+        )
     return outs
 
 
@@ -130,13 +133,7 @@ def register(app: faust.App, ctx: Context) -> None:
 
     @app.agent(app.topic(settings.topic(Topic.METERING)), name="guardstream.meter")
     async def meter(stream: Any) -> None:
-        # Judge nobody before every tenant config known at start-up is loaded.
-        tables.tenants.start()
-        loop = asyncio.get_running_loop()
-        while not await loop.run_in_executor(None, tables.tenants.ready.wait, 5.0):
-            log.warning(
-                "waiting for the tenant directory to load %s", settings.topic(Topic.TENANTS)
-            )
+        await await_tenant_directory(ctx)
         async for event in stream.events():
             msg = event.message
             started = time.perf_counter()

@@ -47,9 +47,14 @@ class Key:
 
     def valid_at(self, ts_ms: int) -> bool:
         """Whether the key may sign a record with this broker timestamp."""
-        if self.not_before_ms is not None and ts_ms < self.not_before_ms:
-            return False
-        return self.not_after_ms is None or ts_ms <= self.not_after_ms
+        return in_window(ts_ms, self.not_before_ms, self.not_after_ms)
+
+
+def in_window(ts_ms: int, not_before_ms: int | None, not_after_ms: int | None) -> bool:
+    """Whether `ts_ms` lies in a key's validity window (both ends inclusive, None: open)."""
+    if not_before_ms is not None and ts_ms < not_before_ms:
+        return False
+    return not_after_ms is None or ts_ms <= not_after_ms
 
 
 class Failure(StrEnum):

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         description="HMAC signing secrets per tenant and key id (never on a topic); "
         "defaults to data_dir/auth-secrets.yaml",
     )
+    auth_tolerance_s: int = Field(
+        300,
+        ge=1,
+        description="How far a signed event's ce_time may be from the broker's timestamp",
+    )
     model_catalog: Path = Field(
         resources.data_file("config", "models.yaml"),
         description="Model catalog (limits, prices)",

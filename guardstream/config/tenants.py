@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from guardstream.auth.verify import in_window
 from guardstream.config.loader import load_model, read_yaml, validate
 from guardstream.errors import GuardstreamError
 from guardstream.guardrails import PolicyError, policy_from
@@ -87,11 +88,13 @@ class TenantKey(BaseModel):
             raise ValueError("not_after must be later than not_before")
         return self
 
+    def window_ms(self) -> tuple[int | None, int | None]:
+        """not_before and not_after as epoch milliseconds (None: open)."""
+        return _ms(self.not_before), _ms(self.not_after)
+
     def valid_at(self, when: datetime) -> bool:
         """Whether the key may sign at `when`."""
-        if self.not_before is not None and when < self.not_before:
-            return False
-        return self.not_after is None or when <= self.not_after
+        return in_window(round(when.timestamp() * 1000), *self.window_ms())
 
 
 class TenantConfig(BaseModel):
@@ -113,9 +116,8 @@ class TenantConfig(BaseModel):
     def to_avro(self, updated_at_ms: int) -> dict[str, Any]:
         """The `TenantConfig` Avro record (key windows as epoch milliseconds)."""
         record = self.model_dump()
-        for key in record["keys"]:
-            for end in ("not_before", "not_after"):
-                key[end] = None if key[end] is None else round(key[end].timestamp() * 1000)
+        for key, model in zip(record["keys"], self.keys, strict=True):
+            key["not_before"], key["not_after"] = model.window_ms()
         return {**record, "updated_at": updated_at_ms}
 
     @classmethod
@@ -154,6 +156,10 @@ class Limits:
     cost_multiplier_bp: int
     policy: dict[str, str]
     configured: bool  # False when an unknown tenant got the default tier
+
+
+def _ms(when: datetime | None) -> int | None:
+    return None if when is None else round(when.timestamp() * 1000)
 
 
 def _scaled(value: int, bp: int) -> int:

@@ -9,7 +9,7 @@ comes back. Every path ends in exactly one outcome, so no input can stall a part
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from guardstream import records
@@ -21,6 +21,13 @@ from guardstream.guardrails import (
     Policy,
     apply_policy,
     estimate_prompt_tokens,
+)
+from guardstream.ingest.authenticate import (
+    SIGNATURE_ATTR,
+    Authenticator,
+    Authn,
+    AuthRefused,
+    Caller,
 )
 from guardstream.ingest.payload import PayloadProblem, validate_request, validate_usage
 from guardstream.reasons import Reason
@@ -104,6 +111,7 @@ class Judge:
     max_record_bytes: int
     policy_for: PolicyLookup = lambda _tenant: DEFAULT_POLICY
     record_budget_ms: int = 2000
+    authenticator: Authenticator = field(default_factory=Authenticator)
 
     def judge(self, rec: RawRecord) -> Outcome:
         """The outcome for one ingress record (its writer schema must already be cached).
@@ -115,7 +123,7 @@ class Judge:
         is_usage = rec.ingress.topic.endswith(".usage")
         topic = Topic.USAGE if is_usage else Topic.REQUESTS
         try:
-            attrs, data = self._read(rec, topic)
+            signature, attrs, data = self._read(rec, topic)
         except CloudEventError as exc:
             # Without a usable id and source nobody can be answered; broken headers mean
             # the record's bytes are what an operator needs to see.
@@ -126,28 +134,47 @@ class Judge:
         except Unreadable as exc:
             return self._dead(rec, exc.code, exc.detail)
         who = Identity.of(attrs)
+        caller: Caller | None = None
         try:
             if isinstance(data, Refused):
                 raise data
+            # Before anything reads the payload: a forged or replayed event costs a worker
+            # one signature check, never a decode or a guardrail pass.
+            value = rec.value or b""
+            authn = self.authenticator.check_signature(
+                signature, attrs, value, rec.ingress.timestamp_ms
+            )
+            caller = authn.caller
+            if isinstance(data, bytes):
+                data = self._decode_framed(data, topic)
             if is_usage:
-                return self._usage(rec, who, data)
-            return self._request(rec, who, data, deadline)
+                return self._usage(rec, who, data, authn)
+            return self._request(rec, who, data, deadline, authn)
+        except Unreadable as exc:
+            return self._dead(rec, exc.code, exc.detail)
+        except AuthRefused as exc:
+            why = [records.reason(exc.code, exc.detail, None)]
+            return self._reject(rec, who, why, exc.tenant_id, None)
         except OverBudget as exc:
             detail = (
                 f"cleaning this request took over the per-record budget of "
                 f"{exc.budget_ms} ms (at {exc.step}); send a shorter prompt"
             )
             why = [records.reason(Reason.PROCESSING_BUDGET_EXCEEDED, detail, "messages")]
-            return self._reject(rec, who, why, _tenant_of(data))
+            return self._reject(rec, who, why, _tenant_of(data), caller)
         except Refused as exc:
-            return self._reject(rec, who, exc.reasons, exc.tenant_id)
+            return self._reject(rec, who, exc.reasons, exc.tenant_id, caller)
 
     # --- reading ------------------------------------------------------------------------
 
-    def _read(self, rec: RawRecord, topic: Topic) -> tuple[CloudEventAttrs, Any]:
-        """Attributes and decoded data, or Refused (as data) when identified but refused."""
+    def _read(self, rec: RawRecord, topic: Topic) -> tuple[str | None, CloudEventAttrs, Any]:
+        """The signature header, the attributes, and the data not yet decoded (framed Avro
+        bytes or a structured event's JSON object), or Refused (as data) when identified
+        but refused."""
         accepted = (str(topic.ce_type),)
         env = read_envelope(rec.headers)
+        # A Kafka header in both modes: a structured event cannot carry its own signature.
+        signature = env.attrs.get(SIGNATURE_ATTR)
         value = rec.value or b""
         oversize = len(value) > self.max_record_bytes
         if env.structured:
@@ -157,19 +184,21 @@ class Judge:
                 attrs, data = read_structured(value, env.content_type or "", accepted)
             except StructuredDecodeError as exc:
                 raise Unreadable(Reason.STRUCTURED_DECODE_FAILED, str(exc)) from None
-            if isinstance(data, bytes):
-                return attrs, self._decode_framed(data, topic)
-            if isinstance(data, dict):
-                return attrs, data
-            return attrs, Refused.one(
-                Reason.PAYLOAD_INVALID,
-                "structured event data must be a JSON object or bytes of Confluent-framed Avro",
-                "data",
+            if isinstance(data, bytes | dict):
+                return signature, attrs, data
+            return (
+                signature,
+                attrs,
+                Refused.one(
+                    Reason.PAYLOAD_INVALID,
+                    "structured event data must be a JSON object or bytes of Confluent-framed Avro",
+                    "data",
+                ),
             )
         attrs = check_binary(env, accepted)
         if oversize:
-            return attrs, Refused.one(Reason.PAYLOAD_TOO_LARGE, self._size_detail(value))
-        return attrs, self._decode_framed(value, topic)
+            return signature, attrs, Refused.one(Reason.PAYLOAD_TOO_LARGE, self._size_detail(value))
+        return signature, attrs, value
 
     def _size_detail(self, value: bytes) -> str:
         return f"value is {len(value)} bytes; the limit is {self.max_record_bytes} bytes"
@@ -185,10 +214,11 @@ class Judge:
     # --- deciding -----------------------------------------------------------------------
 
     def _request(
-        self, rec: RawRecord, who: Identity, data: dict[str, Any], deadline: Deadline
+        self, rec: RawRecord, who: Identity, data: dict[str, Any], deadline: Deadline, authn: Authn
     ) -> Outcome:
         request = _payload(validate_request, data)
         tenant = request.tenant_id
+        self.authenticator.check_tenant(authn, tenant)
         spec = self.catalog.get(request.model)
         if spec is None:
             raise Refused.one(
@@ -222,7 +252,7 @@ class Judge:
             )
         sanitized = request.model_dump()
         sanitized["messages"] = [{"role": r, "content": c} for r, c in cleaned.messages]
-        record = self._metering(rec, who, "REQUEST", tenant, request.model)
+        record = self._metering(rec, who, "REQUEST", tenant, request.model, authn.caller)
         record.update(
             idempotency_key=request.idempotency_key,
             estimated_input_tokens=prompt_tokens,
@@ -234,9 +264,11 @@ class Judge:
         )
         return self._forward(rec, who, tenant, record, dict(cleaned.findings))
 
-    def _usage(self, rec: RawRecord, who: Identity, data: dict[str, Any]) -> Outcome:
+    def _usage(self, rec: RawRecord, who: Identity, data: dict[str, Any], authn: Authn) -> Outcome:
         usage = _payload(validate_usage, data)
-        record = self._metering(rec, who, "USAGE", usage.tenant_id, usage.model)
+        self.authenticator.check_tenant(authn, usage.tenant_id)
+        caller = authn.caller
+        record = self._metering(rec, who, "USAGE", usage.tenant_id, usage.model, caller)
         record.update(
             request_id=usage.request_id,
             usage_input_tokens=usage.input_tokens,
@@ -245,7 +277,13 @@ class Judge:
         return self._forward(rec, who, usage.tenant_id, record, {})
 
     def _metering(
-        self, rec: RawRecord, who: Identity, kind: str, tenant: str, model: str
+        self,
+        rec: RawRecord,
+        who: Identity,
+        kind: str,
+        tenant: str,
+        model: str,
+        caller: Caller | None,
     ) -> dict[str, Any]:
         return {
             "kind": kind,
@@ -267,6 +305,7 @@ class Judge:
             "sanitized_request": None,
             "usage_input_tokens": None,
             "usage_output_tokens": None,
+            "authid": caller.authid if caller else None,
         }
 
     # --- routing ------------------------------------------------------------------------
@@ -292,6 +331,7 @@ class Judge:
         who: Identity,
         reasons: list[dict[str, Any]],
         tenant_id: str | None,
+        caller: Caller | None = None,
     ) -> Outcome:
         record = records.decision(
             rec.ingress,
@@ -301,7 +341,8 @@ class Judge:
             admitted=False,
             reasons=reasons,
         )
-        return decision_outcome(record, who.id, who.traceparent, rec.key, SOURCE)
+        authid = caller.authid if caller else None
+        return decision_outcome(record, who.id, who.traceparent, rec.key, SOURCE, authid)
 
     def _dead(self, rec: RawRecord, code: Reason, detail: str) -> Outcome:
         return dead_letter(rec, code, detail, STAGE)

@@ -6,6 +6,10 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+
+# Where the names are defined: the package re-exports them without declaring it (mypy).
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 from guardstream.config.settings import Settings
@@ -29,6 +33,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
             f"cannot reach the broker at {settings.kafka_bootstrap}: {exc}",
             "start it with `guardstream stack up` or set GUARDSTREAM_BOOTSTRAP_SERVERS",
         ) from exc
+    _align_configs(admin, settings, existing, timeout_s)
     wanted = [
         NewTopic(
             settings.topic(t),
@@ -53,6 +58,39 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
                     "check the broker log (`guardstream stack logs kafka`)",
                 ) from exc
     return created
+
+
+def _align_configs(
+    admin: AdminClient, settings: Settings, existing: set[str], timeout_s: float
+) -> None:
+    """Set the configs guardstream relies on (e.g. broker timestamps on the ingress topics)
+    on topics that already exist: a topic created by an older version, or by hand, would
+    otherwise keep client-chosen timestamps and let a replayed signature pass."""
+    resources = [
+        ConfigResource(
+            ResourceType.TOPIC,
+            settings.topic(t),
+            incremental_configs=[
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in t.config.items()
+            ],
+        )
+        for t in Topic
+        if t.config and settings.topic(t) in existing
+    ]
+    if not resources:
+        return
+    for resource, future in admin.incremental_alter_configs(
+        resources, request_timeout=timeout_s
+    ).items():
+        try:
+            future.result()
+        except Exception as exc:
+            raise GuardstreamError(
+                f"setting {', '.join(e.name for e in resource.incremental_configs)} on "
+                f"topic {resource.name} failed: {exc}",
+                "let guardstream's user alter topic configs, or set them on the topic by hand",
+            ) from exc
 
 
 # Answers a partition gives while its leader is being (re-)established; librdkafka does not

@@ -49,17 +49,21 @@ class Topic(StrEnum):
 
     @property
     def config(self) -> dict[str, str]:
-        """Topic config overrides applied when guardstream creates the topic."""
+        """Topic config guardstream sets: at creation, and on an existing topic at start-up."""
         return _SPECS[self].config
 
 
+# The broker stamps ingress records (LogAppendTime): a signature's `ce_time` and a key's
+# validity window are judged against that time, which a client cannot choose, so a captured
+# event cannot be replayed later with a fresh timestamp.
+_BROKER_TIME = {"message.timestamp.type": "LogAppendTime"}
 _SPECS: dict[Topic, _Spec] = {
-    Topic.REQUESTS: _Spec("request", REQUEST_TYPE),
-    Topic.USAGE: _Spec("usage", USAGE_TYPE),
+    Topic.REQUESTS: _Spec("request", REQUEST_TYPE, _BROKER_TIME),
+    Topic.USAGE: _Spec("usage", USAGE_TYPE, _BROKER_TIME),
     Topic.TENANTS: _Spec("tenant_config", None, {"cleanup.policy": "compact"}),
     # Internal, written and read by guardstream alone. The broker stamps its records
     # (LogAppendTime): that timestamp is the metering stage's clock, which no client sets.
-    Topic.METERING: _Spec("metering", None, {"message.timestamp.type": "LogAppendTime"}),
+    Topic.METERING: _Spec("metering", None, _BROKER_TIME),
     Topic.ADMITTED: _Spec("decision", DECISION_TYPE),
     Topic.REJECTED: _Spec("decision", DECISION_TYPE),
     Topic.DEADLETTER: _Spec("deadletter", DEADLETTER_TYPE),
