@@ -24,17 +24,30 @@ app = typer.Typer(
 def bench_ingest_cmd(
     count: Annotated[int, typer.Option("--count", "-n", help="requests to time")] = 20000,
     pii_ratio: Annotated[float, typer.Option(help="share of prompts carrying PII")] = 0.2,
+    signing: Annotated[
+        str, typer.Option(help="none, hmac-sha256, ed25519, or all (each in turn)")
+    ] = "all",
 ) -> None:
-    """Time the pure ingest path (decode, validate, guardrails, encode) on one core."""
-    from guardstream.ops.bench import bench_ingest
+    """Time the pure ingest path (verify, decode, validate, guardrails, encode) on one core."""
+    from guardstream.errors import GuardstreamError
+    from guardstream.ops.bench import SIGNINGS, bench_ingest
 
-    with console.status(f"timing {count} requests (1 KB prompts, {pii_ratio:.0%} with PII)"):
-        r = bench_ingest(get_settings(), count, pii_ratio)
-    console.print(
-        f"ingest (pure path, 1 process): {r.requests} requests in {r.seconds:.2f} s = "
-        f"[bold]{r.per_second:,.0f} req/s[/] · p50 {r.p50_us:.0f} µs · p99 {r.p99_us:.0f} µs "
-        f"· forwarded {r.forwarded}"
-    )
+    if signing not in (*SIGNINGS, "all"):
+        raise GuardstreamError(f"unknown signing {signing!r}", f"use one of {SIGNINGS} or all")
+    baseline = None
+    for scheme in SIGNINGS if signing == "all" else (signing,):
+        what = f"{count} requests (1 KB prompts, {pii_ratio:.0%} with PII, signing {scheme})"
+        with console.status(f"timing {what}"):
+            r = bench_ingest(get_settings(), count, pii_ratio, scheme)
+        extra = ""
+        if baseline is not None:
+            extra = f" · verification +{1e6 / r.per_second - 1e6 / baseline:.0f} µs/request"
+        baseline = r.per_second if scheme == "none" else baseline
+        console.print(
+            f"ingest (pure path, 1 process, signing {scheme}): {r.requests} requests in "
+            f"{r.seconds:.2f} s = [bold]{r.per_second:,.0f} req/s[/] · p50 {r.p50_us:.0f} µs "
+            f"· p99 {r.p99_us:.0f} µs · forwarded {r.forwarded}{extra}"
+        )
 
 
 @app.command("worst")

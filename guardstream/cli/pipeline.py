@@ -34,13 +34,19 @@ def produce_cmd(
         Path | None, typer.Option("--file", "-f", help="JSON-lines file of requests")
     ] = None,
     count: Annotated[int, typer.Option("--count", "-n", help="demo requests to send")] = 10,
+    keys: Annotated[
+        Path | None,
+        typer.Option("--keys", help="client keys file: sign each tenant's requests with its keys"),
+    ] = None,
 ) -> None:
     """Send requests as binary-mode Avro CloudEvents (demo traffic, or from a file)."""
+    from guardstream.auth.client import load_client_keys
     from guardstream.ops import produce
 
     settings = get_settings()
     requests = list(produce.file_requests(file)) if file else produce.demo_requests(count)
-    ids = produce.RequestProducer(settings).send_all(requests)
+    signing = load_client_keys(keys) if keys else None
+    ids = produce.RequestProducer(settings, signing).send_all(requests)
     console.print(f"[green]✓[/] sent {len(ids)} requests to {settings.topic('requests')}")
     for i in ids[:20]:
         console.print(f"  {i}")

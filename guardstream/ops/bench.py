@@ -10,6 +10,7 @@ and no registry: schemas are cached up front under fixed ids, as a warm worker h
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import random
 import statistics
@@ -19,9 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from guardstream.auth.client import ClientKey, sign_headers
+from guardstream.auth.keyring import TenantAuth
+from guardstream.auth.signature import Scheme
+from guardstream.auth.verify import Key
 from guardstream.config.catalog import cached_catalog
 from guardstream.config.settings import Settings, get_settings
 from guardstream.guardrails import DEFAULT_POLICY, Policy
+from guardstream.ingest.authenticate import Authenticator
 from guardstream.ingest.judge import Judge
 from guardstream.ops.hostile_text import FAMILIES, fill
 from guardstream.records import Ingress, Outcome, RawRecord, request_data
@@ -30,6 +38,7 @@ from guardstream.serde.codec import Codec
 from guardstream.serde.registry import Registry
 from guardstream.serde.schemas import reader_schema
 from guardstream.streams.clients import kafka_config
+from guardstream.streams.cloudevents import format_time
 from guardstream.streams.topics import REQUEST_TYPE, Topic
 
 _WORDS = tuple(
@@ -133,7 +142,10 @@ class OfflineIngest(NamedTuple):
 
 
 def offline_judge(
-    settings: Settings, policy: Policy = DEFAULT_POLICY, record_budget_ms: int | None = None
+    settings: Settings,
+    policy: Policy = DEFAULT_POLICY,
+    record_budget_ms: int | None = None,
+    authenticator: Authenticator | None = None,
 ) -> OfflineIngest:
     """An ingest judge with its schemas cached under fixed ids: no broker, no registry."""
     registry = Registry(settings)
@@ -147,14 +159,53 @@ def offline_judge(
         settings.max_record_bytes,
         lambda _tenant: policy,
         budget,
+        authenticator or Authenticator(),
     )
     return OfflineIngest(judge, codec)
 
 
-def bench_ingest(settings: Settings, n: int, pii_ratio: float = 0.2) -> BenchResult:
-    """Time `Judge.judge` on `n` generated records, one at a time."""
-    ingest = offline_judge(settings)
-    records = make_records(n, pii_ratio, schema_dir=settings.schema_dir)
+# What `bench ingest --signing` can time: unsigned, or every record signed and verified.
+SIGNINGS = ("none", "hmac-sha256", "ed25519")
+
+
+def signed_records(
+    records: list[RawRecord], scheme: str
+) -> tuple[list[RawRecord], Authenticator | None]:
+    """The records signed as a client would (one key for every tenant, all `required`), and
+    the authenticator that verifies them; unchanged and None for `none`."""
+    if scheme == "none":
+        return records, None
+    if scheme == "ed25519":
+        private = Ed25519PrivateKey.generate()
+        client = ClientKey("bench", Scheme.ED25519, private.private_bytes_raw())
+        key = Key("bench", Scheme.ED25519, private.public_key().public_bytes_raw())
+    else:
+        secret = random.Random(scheme).randbytes(32)
+        client = ClientKey("bench", Scheme.HMAC_SHA256, secret)
+        key = Key("bench", Scheme.HMAC_SHA256, secret)
+    out = []
+    for rec in records:
+        tenant = f"tenant-{rec.ingress.offset % 50}"
+        headers = [(k, v) for k, v in rec.headers if v is not None]
+        headers += [
+            ("ce_time", format_time(rec.ingress.timestamp_ms).encode()),
+            ("ce_tenantid", tenant.encode()),
+        ]
+        signed = sign_headers(headers, rec.value or b"", [client])
+        out.append(dataclasses.replace(rec, headers=list(signed)))
+    auth = TenantAuth("required", (key,))
+    return out, Authenticator(lambda _tenant: auth)
+
+
+def bench_ingest(
+    settings: Settings, n: int, pii_ratio: float = 0.2, signing: str = "none"
+) -> BenchResult:
+    """Time `Judge.judge` on `n` generated records, one at a time (signed and verified with
+    `signing`, one of SIGNINGS)."""
+    records, authenticator = signed_records(
+        make_records(n, pii_ratio, schema_dir=settings.schema_dir), signing
+    )
+    ingest = offline_judge(settings, authenticator=authenticator)
     for rec in records[: min(200, n)]:  # warm caches (regexes, schemas) before timing
         ingest.run(rec)
     timings = []

@@ -3,21 +3,59 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 
+from guardstream.auth.client import ClientKey, load_client_keys, save_client_keys
+from guardstream.auth.signature import Scheme
+from guardstream.config.secrets import load_secrets
 from guardstream.config.settings import Settings
+from guardstream.config.tenants import load_tenants_file, load_tiers
 from guardstream.errors import GuardstreamError
 from guardstream.ops import produce, tail
 from guardstream.ops import schemas as schema_ops
 from guardstream.ops import tenants as tenant_ops
+from guardstream.ops.keys import KeyScheme, new_key
 from guardstream.serde.registry import Registry
 from guardstream.stack import services
 from guardstream.stack.process import port_open
 from guardstream.streams.admin import ensure_topics
+
+
+def demo_keys(settings: Settings) -> tuple[Path, dict[str, list[ClientKey]]]:
+    """The demo tenants with a signing key each, and the client's side of those keys.
+
+    Made once under `data_dir/demo` the way an operator would (`guardstream keys new` on a
+    copy of the demo tenants file: Ed25519 and HMAC alternately) and reused while the
+    workers' HMAC secrets are still there, so a worker already running knows the keys.
+    """
+    home = settings.data_dir / "demo"
+    tenants_file, keys_file = home / "tenants.yaml", home / "client-keys.yaml"
+    if tenants_file.exists() and keys_file.exists():
+        keys = load_client_keys(keys_file)
+        held = load_secrets(settings.auth_secrets_path)
+        if all(
+            k.scheme is not Scheme.HMAC_SHA256 or k.key_id in held.get(t, {})
+            for t, ks in keys.items()
+            for k in ks
+        ):
+            return tenants_file, keys
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(settings.demo_tenants_file, tenants_file)
+    tiers = load_tiers(settings.tiers_file)
+    names = [c.tenant_id for c in load_tenants_file(tenants_file, tiers)]
+    keys = {}
+    for i, tenant in enumerate(names):
+        scheme: KeyScheme = "ed25519" if i % 2 == 0 else "hmac-sha256"
+        made = new_key(tenants_file, tiers, tenant, scheme, settings.auth_secrets_path)
+        keys[tenant] = [ClientKey.from_shown(made.key_id, made.scheme, made.client_secret)]
+    save_client_keys(keys_file, keys)
+    return tenants_file, keys
 
 
 def run(settings: Settings, console: Console, count: int, timeout_s: float) -> int:
@@ -32,8 +70,12 @@ def run(settings: Settings, console: Console, count: int, timeout_s: float) -> i
     ids = schema_ops.register_all(settings, registry)
     registry.close()
     console.print(f"[green]✓[/] schemas registered: {len(ids)} subjects")
-    applied = tenant_ops.apply(settings, settings.demo_tenants_file)
-    console.print(f"[green]✓[/] tenants applied: {', '.join(applied)}")
+    tenants_file, client_keys = demo_keys(settings)
+    applied = tenant_ops.apply(settings, tenants_file)
+    console.print(
+        f"[green]✓[/] tenants applied: {', '.join(applied)} "
+        f"(each signs with its own key: {tenants_file.parent})"
+    )
 
     log_path = settings.data_dir / "logs" / f"worker-{settings.worker_web_port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +94,7 @@ def run(settings: Settings, console: Console, count: int, timeout_s: float) -> i
     try:
         start = tail.end_offsets(settings)
         requests = produce.demo_requests(count, seed=int(time.time()))
-        sent = set(produce.RequestProducer(settings).send_all(requests))
+        sent = set(produce.RequestProducer(settings, client_keys).send_all(requests))
         console.print(f"[green]✓[/] sent {len(sent)} demo requests; decisions:")
         shown: set[str] = set()
         deadline = time.monotonic() + timeout_s

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from guardstream.auth.client import ClientKey, sign_headers
 from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
 from guardstream.records import request_data
@@ -92,6 +93,12 @@ def demo_requests(n: int, seed: int = 7) -> list[Outgoing]:
             )
         elif i % 11 == 7:
             data["messages"][1]["content"] += " Our key is AKIAIOSFODNN7EXAMPLE."
+        elif i % 13 == 12:
+            # One tenant's client speaking for another: signed (when signing) as the tenant
+            # it names in ce_tenantid, with a body that spends the other's budget.
+            other = _TENANTS[(_TENANTS.index(tenant) + 1) % len(_TENANTS)]
+            out.append(Outgoing(_attributes(tenantid=other), data))
+            continue
         out.append(Outgoing(_attributes(), data))
     return out
 
@@ -129,10 +136,14 @@ def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class RequestProducer:
-    """Sends requests to the requests topic through the registry."""
+    """Sends requests to the requests topic through the registry, signed when it holds a key
+    of the request's tenant (`keys`: a client keys file's contents)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, keys: Mapping[str, Sequence[ClientKey]] | None = None
+    ) -> None:
         self.topic = settings.topic(Topic.REQUESTS)
+        self.keys = keys or {}
         self._producer = Producer(
             kafka_config(settings, {"linger.ms": 5, "enable.idempotence": True, "log_level": 0})
         )
@@ -158,14 +169,20 @@ class RequestProducer:
                 "fix the request data (see schemas/request.avsc) or run "
                 "`guardstream schemas register`",
             ) from exc
-        event = CloudEvent(attributes=dict(req.attributes), data=value)
-        msg = to_binary(event, JSONFormat())
-        key = str(req.data.get("tenant_id", "")).encode() or None
+        tenant = str(req.data.get("tenant_id", ""))
+        signing = self.keys.get(req.attributes.get("tenantid", tenant))
+        attributes = dict(req.attributes)
+        if signing:
+            attributes.setdefault("tenantid", tenant)
+        msg = to_binary(CloudEvent(attributes=attributes, data=value), JSONFormat())
+        headers: list[tuple[str, str | bytes | None]] = list(msg.headers.items())
+        if signing:
+            headers = list(sign_headers(list(msg.headers.items()), msg.value, signing))
         self._producer.produce(
             self.topic,
-            key=key,
+            key=tenant.encode() or None,
             value=msg.value,
-            headers=list(msg.headers.items()),
+            headers=headers,
             on_delivery=self._done,
         )
         self._producer.poll(0)

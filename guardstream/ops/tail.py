@@ -130,6 +130,9 @@ def render(seen: Seen, settings: Settings) -> Text:
     )
     line.append(f"{r.get('tenant_id') or '-':<10} ", style="cyan")
     line.append(f"{r.get('request_id')} ")
+    authid = seen.headers.get("ce_authid")
+    if authid:
+        line.append(f"signed {authid.decode('utf-8', 'replace')} ", style="dim cyan")
     if admitted:
         line.append(f"est. {r.get('cost_estimate_micros', 0)} µ$", style="dim")
         found = r.get("findings") or {}
