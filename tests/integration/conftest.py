@@ -6,6 +6,7 @@ developer's demo data, and stops the stack afterwards only if it was the one to 
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from rich.console import Console
 
+from guardstream.config.secrets import add_secret
 from guardstream.config.settings import Settings
 from guardstream.ops import schemas as schema_ops
 from guardstream.ops import tenants as tenant_ops
@@ -33,6 +35,14 @@ from tests import free_port
 
 pytestmark = pytest.mark.integration
 TENANTS_FILE = Path(__file__).parent / "tenants.yaml"
+# The client side of the signing keys in tenants.yaml (test keys, made for these tests only).
+# HMAC secrets go into the session's secrets file, where the workers read them.
+HMAC_SECRETS = {
+    ("acme", "acme-it"): b"integration-acme-hmac-secret-32b",
+    ("signer", "signer-hmac"): b"integration-signer-hmac-secret-1",
+    ("signer", "signer-old"): b"integration-signer-hmac-secret-0",
+}
+SIGNER_ED25519 = base64.b64decode("tZyspzbz1fR/Q9xMFo61cfF6cDSYRf9LoHfi7kltTSY=")
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +53,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         app_id=f"gstest{run}",
         worker_web_port=free_port(),
         worker_state_dir=tmp_path_factory.mktemp("worker"),
+        auth_secrets_file=tmp_path_factory.mktemp("auth") / "auth-secrets.yaml",
     )
 
 
@@ -54,6 +65,8 @@ def stack(settings: Settings) -> Iterator[Settings]:
     registry = Registry(settings)
     schema_ops.register_all(settings, registry)
     registry.close()
+    for (tenant, key_id), secret in HMAC_SECRETS.items():
+        add_secret(settings.auth_secrets_path, tenant, key_id, secret)
     tenant_ops.apply(settings, TENANTS_FILE)
     yield settings
     if started_here and not os.environ.get("GUARDSTREAM_KEEP_STACK"):
@@ -70,6 +83,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "GUARDSTREAM_WORKER_STATE_DIR": str(settings.state_dir),
         "GUARDSTREAM_RESERVATION_TTL_S": str(settings.reservation_ttl_s),
         "GUARDSTREAM_DEDUP_WINDOW_S": str(settings.dedup_window_s),
+        "GUARDSTREAM_AUTH_SECRETS_FILE": str(settings.auth_secrets_path),
     }
 
 

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from guardstream.config.secrets import encode_secret
 from guardstream.config.settings import Settings
 from tests import REPO_ROOT
 
-from .conftest import Worker
+from .conftest import HMAC_SECRETS, Worker
 
 README = (REPO_ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
@@ -66,6 +67,9 @@ def test_readme_producer_and_consumer_run_verbatim(
     stack: Settings, worker: Worker, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(REPO_ROOT)  # the block opens schemas/request.avsc relative to the repo
+    # The key a reader got from `guardstream keys new` (acme's key in tests/integration).
+    monkeypatch.setenv("GUARDSTREAM_KEY_ID", "acme-it")
+    monkeypatch.setenv("GUARDSTREAM_KEY_SECRET", encode_secret(HMAC_SECRETS["acme", "acme-it"]))
     namespace: dict[str, Any] = {"__name__": "readme"}
     _run(_for_session(_block(mode), stack), namespace, 60)
     _run(_for_session(_block("AvroDeserializer("), stack), namespace, 90)
@@ -77,6 +81,10 @@ def test_readme_producer_and_consumer_run_verbatim(
     sanitized = decision["sanitized_request"]
     assert sanitized["messages"] == namespace["request_dict"]["messages"]
     assert sanitized["max_tokens"] == 256
+    # The binary recipe signs and the worker verified it; the structured one goes unsigned
+    # (acme's `auth: optional`).
+    signer = namespace["signers"][namespace["request_id"]]
+    assert signer == ("acme/acme-it" if mode == "to_binary(" else None)
 
 
 def test_registered_request_schema_is_the_file_as_shipped(stack: Settings) -> None:
