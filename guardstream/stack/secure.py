@@ -257,6 +257,9 @@ def broker_properties(settings: Settings, operator: User) -> dict[str, str]:
 
     The controller listener stays PLAINTEXT: the KRaft quorum is this one process, and its
     principal there (ANONYMOUS) must be a super user for the broker to register with it.
+    Whoever reaches that port is therefore a super user for what the controller serves
+    directly (e.g. dynamic configs, shown with Kafka 3.9.1), so it binds to loopback whatever
+    `host` is: only processes on this machine can reach it.
     """
     host, port, cport = settings.host, settings.kafka_port, settings.kafka_controller_port
     jaas = (
@@ -264,7 +267,8 @@ def broker_properties(settings: Settings, operator: User) -> dict[str, str]:
         f'username="{operator.name}" password="{operator.password}";'
     )
     return {
-        "listeners": f"{LISTENER}://{host}:{port},CONTROLLER://{host}:{cport}",
+        "listeners": f"{LISTENER}://{host}:{port},CONTROLLER://127.0.0.1:{cport}",
+        "controller.quorum.voters": f"1@127.0.0.1:{cport}",
         "advertised.listeners": f"{LISTENER}://{host}:{port}",
         "listener.security.protocol.map": f"{LISTENER}:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
         "inter.broker.listener.name": LISTENER,
