@@ -164,6 +164,9 @@ def test_pipeline_decides_a_client_request_with_each_party_on_its_own_user(
     worker.stop()
     assert found is not None, f"no decision: {(tmp_path / 'worker.log').read_text()[-2000:]}"
     assert found[0] == Topic.ADMITTED, found
+    # Its ACLs are enough for everything a worker does, not just for this one decision.
+    denied = f"User:{secure.WORKER} is Denied"
+    assert denied not in (secured.data_dir / "logs" / "kafka.log").read_text()
 
 
 def test_a_client_without_credentials_is_refused(secured: Settings) -> None:
