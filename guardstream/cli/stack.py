@@ -15,20 +15,43 @@ app = typer.Typer(help="The local Kafka broker and schema registry.", no_args_is
 
 
 @app.command("up")
-def stack_up() -> None:
+def stack_up(
+    secured: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="SASL/SCRAM-SHA-512 and ACLs on the broker; one user per role, "
+            "credentials in DATA_DIR/secure/",
+        ),
+    ] = False,
+) -> None:
     """Fetch (once), start and health-check Kafka and Apicurio Registry; create topics."""
-    from guardstream.stack import services
+    from guardstream.stack import secure, services
     from guardstream.streams.admin import ensure_topics
 
     settings = get_settings()
     t0 = time.monotonic()
-    services.up(settings, console)
-    created = ensure_topics(settings)
+    admin = services.up(settings, console, secured=secured)
+    created = ensure_topics(admin)
     if created:
         console.print(f"created topics: {', '.join(sorted(created))}")
     console.print(f"[green]✓[/] stack up in {time.monotonic() - t0:.1f} s")
     console.print(f"  kafka     {settings.kafka_bootstrap}")
     console.print(f"  registry  {settings.registry_api}")
+    if secured:
+        # Paths only: a password printed here would end up in terminals' scrollback and CI logs.
+        console.print(
+            f"  secured   SASL_PLAINTEXT + {secure.MECHANISM}, ACLs on; credentials (0600):"
+        )
+        for name, role in secure.wanted_users(settings):
+            path = secure.credentials_file(settings, name)
+            console.print(f"    {role:<8}  {path}", markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            f"  use one:  set -a; . {secure.credentials_file(settings, secure.WORKER)}; set +a",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("down")

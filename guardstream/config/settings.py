@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     registry_heap: str = Field("-Xms128m -Xmx512m", description="Registry JVM heap flags")
     default_partitions: int = Field(4, ge=1, description="Partitions of each guardstream topic")
     startup_timeout_s: float = Field(120.0, description="How long `stack up` waits for health")
+    secure_clients: str = Field(
+        "guardstream-client",
+        description="Comma-separated SCRAM users `stack up --secure` creates for client services",
+    )
 
     # --- clients -------------------------------------------------------------------------
     bootstrap_servers: str | None = Field(
@@ -58,6 +62,10 @@ class Settings(BaseSettings):
     registry_url: str | None = Field(
         None, description="Confluent-compatible registry API; defaults to the local Apicurio"
     )
+    registry_username: str | None = Field(
+        None, description="Registry HTTP basic-auth user (every registry client sends it)"
+    )
+    registry_password: SecretStr | None = Field(None, description="Registry basic-auth password")
     schema_compatibility: str = Field("BACKWARD", description="Registry compatibility rule")
     schema_dir: Path = Field(
         resources.data_dir("schemas"), description="Directory of the .avsc files"
@@ -162,6 +170,10 @@ class Settings(BaseSettings):
                 f"GUARDSTREAM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
                 "GUARDSTREAM_KAFKA_SASL_USERNAME and GUARDSTREAM_KAFKA_SASL_PASSWORD"
             )
+        if bool(self.registry_username) != bool(self.registry_password):
+            raise ValueError(
+                "GUARDSTREAM_REGISTRY_USERNAME and GUARDSTREAM_REGISTRY_PASSWORD go together"
+            )
         if bool(self.kafka_ssl_cert_file) != bool(self.kafka_ssl_key_file):
             raise ValueError(
                 "GUARDSTREAM_KAFKA_SSL_CERT_FILE and GUARDSTREAM_KAFKA_SSL_KEY_FILE go together"
@@ -187,6 +199,11 @@ class Settings(BaseSettings):
     def registry_api(self) -> str:
         """Base URL of the registry's Confluent-compatible API."""
         return self.registry_url or f"http://{self.host}:{self.registry_port}/apis/ccompat/v7"
+
+    @property
+    def secure_client_users(self) -> list[str]:
+        """The client-service users of the secured local stack, in the order listed."""
+        return [u.strip() for u in self.secure_clients.split(",") if u.strip()]
 
     @property
     def worker_advertised_host(self) -> str:

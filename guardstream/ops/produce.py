@@ -28,7 +28,7 @@ from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
 from guardstream.records import request_data
 from guardstream.serde import schemas
-from guardstream.streams.clients import kafka_config
+from guardstream.streams.clients import kafka_config, registry_config
 from guardstream.streams.topics import REQUEST_TYPE, Topic
 
 _TENANTS = ("acme", "globex", "initech", "umbrella")
@@ -147,7 +147,7 @@ class RequestProducer:
         self._producer = Producer(
             kafka_config(settings, {"linger.ms": 5, "enable.idempotence": True, "log_level": 0})
         )
-        registry = SchemaRegistryClient({"url": settings.registry_api})
+        registry = SchemaRegistryClient(registry_config(settings))
         self._serialize = AvroSerializer(
             registry,
             schemas.schema_text("request", settings.schema_dir),

@@ -29,6 +29,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
 from guardstream.serde.registry_errors import RegistryUnavailable, SchemaUnknown
+from guardstream.streams.clients import registry_config
 
 __all__ = ["Compatibility", "Registry", "RegistryUnavailable", "SchemaUnknown"]
 
@@ -68,7 +69,7 @@ class Registry:
         # No retries inside the client: a caller that must wait (the worker's RegistryGate,
         # the tenant directory) retries with its own backoff, and tools fail fast.
         self._client = SchemaRegistryClient(
-            {"url": self.base, "timeout": settings.registry_timeout_s, "max.retries": 0}
+            registry_config(settings, timeout=settings.registry_timeout_s, **{"max.retries": 0})
         )
         self._parsed: dict[int, Any] = {}
         self._lock = threading.Lock()

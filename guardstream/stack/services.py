@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import subprocess
@@ -17,8 +18,9 @@ from rich.console import Console
 
 from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
-from guardstream.stack import fetch
+from guardstream.stack import fetch, secure
 from guardstream.stack.process import Service, port_open, tail
+from guardstream.streams.clients import registry_auth
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,13 @@ def _port_taken_error(what: str, host: str, port: int, env: str) -> GuardstreamE
     )
 
 
-def _kafka_config(settings: Settings, home: Path) -> Path:
+def _kafka_config(
+    settings: Settings, home: Path, users: list[secure.User] | None = None
+) -> tuple[Path, bool]:
+    """Write the broker's config and format its storage once; return (config, formatted now).
+
+    With `users` the broker is secured (SASL/SCRAM listener, ACLs) and they are its SCRAM users.
+    """
     data = home / "data"
     props = {
         "process.roles": "broker,controller",
@@ -96,8 +104,14 @@ def _kafka_config(settings: Settings, home: Path) -> Path:
         "replica.fetch.max.bytes": str(64 * 1024 * 1024),
         "log.retention.hours": "168",
     }
+    if users is not None:
+        operator = next(u for u in users if u.role is secure.Role.OPERATOR)
+        props.update(secure.broker_properties(settings, operator))
     conf = home / "server.properties"
-    conf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    # 0600 from the start: a secured broker's config holds the operator's password.
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(f"{k}={v}\n" for k, v in props.items()))
     (home / "log4j.properties").write_text(
         "log4j.rootLogger=INFO, stdout\n"
         "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
@@ -107,8 +121,10 @@ def _kafka_config(settings: Settings, home: Path) -> Path:
         "log4j.logger.state.change.logger=WARN\n"
         "log4j.logger.org.apache.kafka.controller=WARN\n"
     )
+    formatted = False
     if not (data / "meta.properties").exists():
         data.mkdir(parents=True, exist_ok=True)
+        scram = [a for u in users or [] for a in ("--add-scram", secure.scram_argument(u))]
         # The same format as `kafka-storage random-uuid`, without paying a JVM start for it.
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         libs = fetch.kafka_home(settings) / "libs"
@@ -124,6 +140,7 @@ def _kafka_config(settings: Settings, home: Path) -> Path:
                 cluster_id,
                 "-c",
                 str(conf),
+                *scram,
             ],
             capture_output=True,
             text=True,
@@ -134,7 +151,9 @@ def _kafka_config(settings: Settings, home: Path) -> Path:
                 f"formatting the broker's storage failed: {(out.stderr or out.stdout)[-300:]}",
                 f"delete {data} and run `guardstream stack up` again",
             )
-    return conf
+        secure.record_mode(settings, users is not None)
+        formatted = True
+    return conf, formatted
 
 
 def _log4j(home: Path) -> list[str]:
@@ -179,16 +198,28 @@ def broker_ready(settings: Settings) -> bool:
 def registry_ready(settings: Settings) -> bool:
     """Whether the registry answers `GET /subjects` on its Confluent-compatible API."""
     try:
-        r = httpx.get(f"{settings.registry_api}/subjects", timeout=2.0)
+        r = httpx.get(
+            f"{settings.registry_api}/subjects", auth=registry_auth(settings), timeout=2.0
+        )
     except httpx.HTTPError:
         return False
     return r.status_code == 200
 
 
-def up(settings: Settings, console: Console) -> None:
-    """Fetch (once), start (unless running) and health-check the broker and the registry."""
+def up(settings: Settings, console: Console, *, secured: bool = False) -> Settings:
+    """Fetch (once), start (unless running) and health-check the broker and the registry.
+
+    `secured` starts the broker with SASL/SCRAM and ACLs (see `guardstream.stack.secure`).
+    Returns the settings the stack's own calls use from here on (the operator's, if secured).
+    """
     kafka, registry = _services(settings)
     check_java(settings)
+    secure.check_mode(settings, secured)
+    users = secure.load_or_create_users(settings)[0] if secured else None
+    # Users not written into a fresh metadata log are (re-)created through the Admin API:
+    # that covers clients added to GUARDSTREAM_SECURE_CLIENTS later, and a run that failed
+    # half-way. Upserting an existing user with its own password changes nothing.
+    late = users or []
 
     if kafka.pid() is None:
         if port_open(settings.host, settings.kafka_port):
@@ -205,7 +236,9 @@ def up(settings: Settings, console: Console) -> None:
         libs = fetch.ensure_kafka(settings, console)
         home = settings.data_dir / "kafka"
         home.mkdir(parents=True, exist_ok=True)
-        conf = _kafka_config(settings, home)
+        conf, formatted = _kafka_config(settings, home, users)
+        if formatted:
+            late = []
         kafka.start(
             [
                 settings.java,
@@ -247,8 +280,13 @@ def up(settings: Settings, console: Console) -> None:
             cwd=home,
         )
 
-    _wait("broker", lambda: broker_ready(settings), kafka, settings, console)
+    admin = secure.stack_settings(settings)
+    _wait("broker", lambda: broker_ready(admin), kafka, settings, console)
+    if users is not None:
+        with console.status("creating users and ACLs"):
+            secure.apply(admin, users, late)
     _wait("registry", lambda: registry_ready(settings), registry, settings, console)
+    return admin
 
 
 def down(settings: Settings, console: Console) -> None:
@@ -262,8 +300,9 @@ def down(settings: Settings, console: Console) -> None:
 def status(settings: Settings) -> list[Health]:
     """Each service's pid, address and health."""
     kafka, registry = _services(settings)
+    admin = secure.stack_settings(settings)
     return [
-        Health("kafka", kafka.pid(), settings.kafka_bootstrap, broker_ready(settings)),
+        Health("kafka", kafka.pid(), settings.kafka_bootstrap, broker_ready(admin)),
         Health("registry", registry.pid(), settings.registry_api, registry_ready(settings)),
     ]
 

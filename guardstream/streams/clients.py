@@ -1,10 +1,14 @@
-"""The one place every Kafka client's connection settings are built from `Settings`.
+"""The one place every Kafka and registry client's connection settings are built from `Settings`.
 
 Three kinds of client talk to the brokers: confluent-kafka (librdkafka: producers, consumers,
 the Admin API), aiokafka (the benchmark's pass-through) and Faust (the workers, on aiokafka).
 Each spells the same things differently; these builders turn the `GUARDSTREAM_KAFKA_*`
 security settings into each spelling, so a secured cluster is one set of environment
 variables. With the defaults (PLAINTEXT) they add nothing but the bootstrap servers.
+
+The schema registry has two kinds of client, confluent-kafka's `SchemaRegistryClient` and
+plain httpx calls; `registry_config` and `registry_auth` give both the same basic-auth
+credentials (`GUARDSTREAM_REGISTRY_USERNAME`/`_PASSWORD`).
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import ssl
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
+
 from guardstream.config.settings import Settings
 
 # Keys whose values must never be printed (a config dict ends up in logs and tracebacks).
-_SECRET_KEYS = frozenset({"sasl.password", "sasl_plain_password"})
+_SECRET_KEYS = frozenset({"sasl.password", "sasl_plain_password", "basic.auth.user.info"})
 
 
 class ClientConfig(dict[str, Any]):
@@ -105,6 +111,28 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
         key = settings.kafka_ssl_key_file
         context.load_cert_chain(str(settings.kafka_ssl_cert_file), str(key) if key else None)
     return context
+
+
+def registry_config(settings: Settings, **more: Any) -> dict[str, Any]:
+    """A confluent-kafka `SchemaRegistryClient` config: the URL and, when set, basic auth.
+
+    Keyword arguments (the client's keys, e.g. ``timeout=5``) are added last and win.
+    """
+    conf = ClientConfig({"url": settings.registry_api.rstrip("/")})
+    if settings.registry_username and settings.registry_password:
+        password = settings.registry_password.get_secret_value()
+        conf["basic.auth.user.info"] = f"{settings.registry_username}:{password}"
+    conf.update(more)
+    return conf
+
+
+def registry_auth(settings: Settings) -> httpx.BasicAuth | None:
+    """The basic auth an httpx call to the registry sends (None when none is configured)."""
+    if settings.registry_username and settings.registry_password:
+        return httpx.BasicAuth(
+            settings.registry_username, settings.registry_password.get_secret_value()
+        )
+    return None
 
 
 def _password(settings: Settings) -> str | None:

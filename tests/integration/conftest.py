@@ -92,7 +92,13 @@ class Worker:
 
     every: ClassVar[list[Worker]] = []  # so a failed test cannot leave its workers running
 
-    def __init__(self, settings: Settings, log: Path, loglevel: str = "warning") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log: Path,
+        loglevel: str = "warning",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.log = log
         self.started = time.monotonic()
@@ -100,7 +106,7 @@ class Worker:
         with log.open("ab") as f:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "guardstream", "worker", "--loglevel", loglevel],
-                env=worker_env(settings),
+                env={**worker_env(settings), **(extra_env or {})},
                 stdout=f,
                 stderr=subprocess.STDOUT,
             )
