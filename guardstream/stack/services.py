@@ -136,8 +136,9 @@ def _kafka_config(
                 *_log4j(home),
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                # One argument with `=`: a random id starts with "-" one time in 64, and
+                # the tool's parser would read it as an option.
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(conf),
                 *scram,

@@ -64,33 +64,49 @@ def _align_configs(
     admin: AdminClient, settings: Settings, existing: set[str], timeout_s: float
 ) -> None:
     """Set the configs guardstream relies on (e.g. broker timestamps on the ingress topics)
-    on topics that already exist: a topic created by an older version, or by hand, would
-    otherwise keep client-chosen timestamps and let a replayed signature pass."""
-    resources = [
-        ConfigResource(
-            ResourceType.TOPIC,
-            settings.topic(t),
-            incremental_configs=[
-                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
-                for k, v in t.config.items()
-            ],
-        )
-        for t in Topic
-        if t.config and settings.topic(t) in existing
-    ]
-    if not resources:
+    on topics that already exist but differ: a topic created by an older version, or by hand,
+    would otherwise keep client-chosen timestamps and let a replayed signature pass.
+
+    Only what differs is altered, so a worker that may describe but not alter configs (the
+    secured stack's worker user) starts when the operator has set them.
+    """
+    wanted = {settings.topic(t): t.config for t in Topic if t.config}
+    names = [name for name in wanted if name in existing]
+    if not names:
         return
-    for resource, future in admin.incremental_alter_configs(
-        resources, request_timeout=timeout_s
-    ).items():
+    described = admin.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, name) for name in names], request_timeout=timeout_s
+    )
+    changes = []
+    for resource, future in described.items():
         try:
-            future.result()
+            current = {k: entry.value for k, entry in future.result().items()}
         except Exception as exc:
             raise GuardstreamError(
-                f"setting {', '.join(e.name for e in resource.incremental_configs)} on "
-                f"topic {resource.name} failed: {exc}",
-                "let guardstream's user alter topic configs, or set them on the topic by hand",
+                f"reading the config of topic {resource.name} failed: {exc}",
+                "let guardstream's user describe topic configs (DESCRIBE_CONFIGS)",
             ) from exc
+        differ = {k: v for k, v in wanted[resource.name].items() if current.get(k) != v}
+        if differ:
+            changes.append((resource.name, differ))
+    for name, differ in changes:
+        entries = [
+            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+            for k, v in differ.items()
+        ]
+        resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
+        for future in admin.incremental_alter_configs(
+            [resource], request_timeout=timeout_s
+        ).values():
+            try:
+                future.result()
+            except Exception as exc:
+                settings_text = ", ".join(f"{k}={v}" for k, v in differ.items())
+                raise GuardstreamError(
+                    f"topic {name} needs {settings_text} and setting it failed: {exc}",
+                    "run `guardstream stack up` (or `topics create`) as an operator allowed "
+                    "to alter topic configs, or set it on the topic by hand",
+                ) from exc
 
 
 # Answers a partition gives while its leader is being (re-)established; librdkafka does not

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.admin._resource import ResourceType
+from confluent_kafka.cimpl import NewTopic
 from rich.console import Console
 
 from guardstream.config.settings import Settings
 from guardstream.stack import services
 from guardstream.stack.process import Service
-from guardstream.streams.topics import subject_for
+from guardstream.streams.admin import admin_client, ensure_topics
+from guardstream.streams.topics import Topic, subject_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,3 +37,23 @@ def test_schemas_survive_a_registry_restart(stack: Settings) -> None:
     after = httpx.get(url, timeout=5).json()
     assert after["id"] == before["id"]
     assert after["schema"] == before["schema"]
+
+
+def test_ensure_topics_gives_an_existing_ingress_topic_broker_timestamps(stack: Settings) -> None:
+    # A requests topic made by hand (or an older version) with client-chosen timestamps.
+    settings = stack.model_copy(update={"topic_prefix": f"{stack.topic_prefix}-old"})
+    admin = admin_client(settings)
+    requests = settings.topic(Topic.REQUESTS)
+    made = admin.create_topics(
+        [NewTopic(requests, 1, 1, config={"message.timestamp.type": "CreateTime"})]
+    )
+    made[requests].result()
+    try:
+        assert requests not in ensure_topics(settings)  # it existed: aligned, not created
+        resource = ConfigResource(ResourceType.TOPIC, requests)
+        entries = admin.describe_configs([resource])[resource].result()
+        assert entries["message.timestamp.type"].value == "LogAppendTime"
+    finally:
+        names = [settings.topic(t) for t in Topic]
+        for future in admin.delete_topics(names).values():
+            future.result()
