@@ -430,9 +430,10 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
     import sys
     import tempfile
 
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import Consumer
 
     from guardstream.ops.passthrough import passthrough
+    from guardstream.streams.reader import assign_from_beginning
 
     run = uuid.uuid4().hex[:6]
     tmp = Path(tempfile.mkdtemp(prefix="gsbench"))
@@ -451,12 +452,7 @@ def bench_pipeline(settings: Settings, n: int, console: Any) -> PipelineResult:
     consumer = Consumer(
         kafka_config(s, {"group.id": f"bench{run}", "enable.auto.commit": False, "log_level": 0})
     )
-    parts = []
-    for short in (Topic.ADMITTED, Topic.REJECTED):
-        t = s.topic(short)
-        md = consumer.list_topics(t, timeout=10).topics[t]
-        parts += [TopicPartition(t, p, OFFSET_BEGINNING) for p in md.partitions]
-    consumer.assign(parts)
+    assign_from_beginning(consumer, [s.topic(Topic.ADMITTED), s.topic(Topic.REJECTED)])
 
     def collect(count: int, timeout_s: float) -> list[float]:
         """Latencies (ms) of the next `count` decisions."""

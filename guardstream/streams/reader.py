@@ -21,6 +21,17 @@ from guardstream.streams.admin import high_watermark
 from guardstream.streams.clients import kafka_config
 
 
+def assign_from_beginning(
+    consumer: Consumer, topics: Sequence[str], timeout_s: float = 10.0
+) -> None:
+    """Assign every partition of `topics` to `consumer`, each from its oldest record."""
+    parts = []
+    for topic in topics:
+        md = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
+        parts += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.partitions]
+    consumer.assign(parts)
+
+
 class TopicReader:
     """An assign-only consumer of whole topics that knows when it has caught up.
 

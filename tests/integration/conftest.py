@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 from rich.console import Console
 
 from guardstream.config.secrets import add_secret
@@ -30,6 +30,7 @@ from guardstream.serde.registry import Registry
 from guardstream.stack import services
 from guardstream.streams.admin import ensure_topics
 from guardstream.streams.clients import kafka_config
+from guardstream.streams.reader import assign_from_beginning
 from guardstream.streams.topics import Topic
 from tests import free_port
 
@@ -170,12 +171,8 @@ class Results:
                 },
             )
         )
-        parts = []
-        for short in ("admitted", "rejected", "deadletter"):
-            topic = settings.topic(short)
-            md = self.consumer.list_topics(topic, timeout=10).topics[topic]
-            parts += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.partitions]
-        self.consumer.assign(parts)
+        topics = [settings.topic(short) for short in ("admitted", "rejected", "deadletter")]
+        assign_from_beginning(self.consumer, topics)
         self.seen: list[tuple[str, dict[str, Any], dict[str, bytes]]] = []
 
     def poll(self, seconds: float) -> None:

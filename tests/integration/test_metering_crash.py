@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from guardstream.config.catalog import load_catalog
 from guardstream.config.settings import Settings
@@ -42,6 +42,7 @@ from guardstream.serde.registry import Registry
 from guardstream.serde.schemas import reader_schema, schema_text
 from guardstream.streams.admin import ensure_topics
 from guardstream.streams.clients import kafka_config
+from guardstream.streams.reader import assign_from_beginning
 from guardstream.streams.topics import REQUEST_TYPE, USAGE_TYPE, Topic, subject_for
 from tests import SCHEMA_DIR, free_port
 
@@ -71,12 +72,9 @@ class Collector(threading.Thread):
                 self.settings, {"group.id": "unused", "enable.auto.commit": False, "log_level": 0}
             )
         )
-        parts = []
-        for short in ("admitted", "rejected", "audit"):
-            topic = self.settings.topic(short)
-            md = c.list_topics(topic, timeout=10).topics[topic]
-            parts += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.partitions]
-        c.assign(parts)
+        assign_from_beginning(
+            c, [self.settings.topic(t) for t in ("admitted", "rejected", "audit")]
+        )
         while not self.stop_flag.is_set():
             for msg in c.consume(500, 0.5):
                 if msg.error():

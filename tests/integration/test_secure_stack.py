@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer
 from pydantic import SecretStr
 from rich.console import Console
 
@@ -34,6 +34,7 @@ from guardstream.serde.registry import Registry
 from guardstream.stack import secure, services
 from guardstream.streams.admin import ensure_topics, high_watermark
 from guardstream.streams.clients import kafka_config
+from guardstream.streams.reader import assign_from_beginning
 from guardstream.streams.topics import REQUEST_TYPE, Topic
 from tests import free_port
 
@@ -144,12 +145,7 @@ def test_pipeline_decides_a_client_request_with_each_party_on_its_own_user(
     registry = Registry(client)
     codec = Codec(client, registry)
     consumer = Consumer(kafka_config(client, {"group.id": f"{CLIENT}-answers", "log_level": 0}))
-    parts = []
-    for t in (Topic.ADMITTED, Topic.REJECTED):
-        name = client.topic(t)
-        md = consumer.list_topics(name, timeout=10).topics[name]
-        parts += [TopicPartition(name, p, OFFSET_BEGINNING) for p in md.partitions]
-    consumer.assign(parts)
+    assign_from_beginning(consumer, [client.topic(Topic.ADMITTED), client.topic(Topic.REJECTED)])
     found: tuple[str, dict[str, Any]] | None = None
     deadline = time.monotonic() + 90
     while found is None and time.monotonic() < deadline:

@@ -25,10 +25,13 @@ from guardstream.config.tenants import TenantConfig, Tiers
 from guardstream.ingest.authenticate import Authenticator
 from guardstream.ingest.judge import Judge
 from guardstream.records import Ingress, Outcome, RawRecord, decision_outcome
+from guardstream.serde.avro import encode
+from guardstream.serde.schemas import reader_schema
 from guardstream.streams.cloudevents import format_time
 from guardstream.streams.topics import REQUEST_TYPE, Topic
+from tests import SCHEMA_DIR
 from tests.corpus import hostile
-from tests.unit.ingest.test_judge import CODEC, SETTINGS, _record, _request
+from tests.unit.ingest.test_judge import CODEC, SETTINGS, USAGE_ID, _record, _request, _usage
 
 BROKER_MS = 1_796_119_200_000
 SECRET = os.urandom(32)
@@ -284,3 +287,19 @@ def test_signing_needs_the_attributes_it_covers() -> None:
             b"v",
             [ACME_KEY],
         )
+
+
+def test_usage_reports_are_verified_like_requests(judge: Judge) -> None:
+    value = encode(USAGE_ID, reader_schema("usage", SCHEMA_DIR), _usage(tenant_id="acme"))
+    when = format_time(BROKER_MS - 1000).encode()
+    usage_type = str(Topic.USAGE.ce_type).encode()
+    headers = [
+        (k, v)
+        for k, v in hostile.headers("u-1", ce_type=usage_type, ce_time=when, ce_tenantid=b"acme")
+        if v is not None
+    ]
+    ingress = Ingress(SETTINGS.topic(Topic.USAGE), 0, 1, BROKER_MS)
+    signed = judge.judge(RawRecord(ingress, b"k", value, sign_headers(headers, value, [ACME_KEY])))
+    assert signed.topic == Topic.METERING and _record(signed)["authid"] == "acme/acme-1"
+    unsigned = judge.judge(RawRecord(ingress, b"k", value, list(headers)))
+    assert _code(unsigned) == "AUTH_MISSING"
