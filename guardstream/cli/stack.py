@@ -24,12 +24,24 @@ def stack_up(
             "credentials in DATA_DIR/secure/",
         ),
     ] = False,
+    brokers: Annotated[
+        int | None,
+        typer.Option(
+            "--brokers",
+            min=1,
+            max=5,
+            help="KRaft nodes to run (default GUARDSTREAM_BROKERS, 1); 3 gives topics "
+            "replication factor 3 and min.insync.replicas 2",
+        ),
+    ] = None,
 ) -> None:
     """Fetch (once), start and health-check Kafka and Apicurio Registry; create topics."""
     from guardstream.stack import secure, services
     from guardstream.streams.admin import ensure_topics
 
     settings = get_settings()
+    if brokers is not None:
+        settings = settings.model_copy(update={"brokers": brokers})
     t0 = time.monotonic()
     admin = services.up(settings, console, secured=secured)
     created = ensure_topics(admin)
@@ -37,6 +49,9 @@ def stack_up(
         console.print(f"created topics: {', '.join(sorted(created))}")
     console.print(f"[green]✓[/] stack up in {time.monotonic() - t0:.1f} s")
     console.print(f"  kafka     {settings.kafka_bootstrap}")
+    if brokers is not None and brokers != get_settings().brokers:
+        # Every other command builds its bootstrap list and replication from this setting.
+        console.print(f"  for other commands: export GUARDSTREAM_BROKERS={brokers}")
     console.print(f"  registry  {settings.registry_api}")
     if secured:
         # Paths only: a password printed here would end up in terminals' scrollback and CI logs.

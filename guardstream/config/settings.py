@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     kafka_port: int = Field(9092, description="Broker client port")
     kafka_controller_port: int = Field(9093, description="KRaft controller port")
     registry_port: int = Field(8081, description="Apicurio Registry HTTP port")
+    brokers: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="KRaft nodes `stack up` runs; node i listens on kafka_port + 2(i-1) and "
+        "kafka_controller_port + 2(i-1)",
+    )
     kafka_version: str = Field("3.9.1", description="Apache Kafka version fetched from Maven")
     apicurio_version: str = Field("3.0.9", description="Apicurio Registry version fetched")
     cache_dir: Path = Field(
@@ -49,6 +56,12 @@ class Settings(BaseSettings):
     kafka_heap: str = Field("-Xms256m -Xmx1g", description="Broker JVM heap flags")
     registry_heap: str = Field("-Xms128m -Xmx512m", description="Registry JVM heap flags")
     default_partitions: int = Field(4, ge=1, description="Partitions of each guardstream topic")
+    replication_factor: int | None = Field(
+        None,
+        ge=1,
+        description="Replicas of each guardstream topic (Faust's too); defaults to "
+        "min(3, brokers). At 3 or more, topics get min.insync.replicas=2",
+    )
     startup_timeout_s: float = Field(120.0, description="How long `stack up` waits for health")
     secure_clients: str = Field(
         "guardstream-client",
@@ -192,8 +205,21 @@ class Settings(BaseSettings):
 
     @property
     def kafka_bootstrap(self) -> str:
-        """Bootstrap servers clients connect to."""
-        return self.bootstrap_servers or f"{self.host}:{self.kafka_port}"
+        """Bootstrap servers clients connect to (every node of the local stack by default, so
+        a client starting while one node is down still finds the cluster)."""
+        if self.bootstrap_servers:
+            return self.bootstrap_servers
+        return ",".join(f"{self.host}:{self.kafka_port + 2 * i}" for i in range(self.brokers))
+
+    @property
+    def topic_replicas(self) -> int:
+        """The replication factor guardstream creates its topics with."""
+        return self.replication_factor or min(3, self.brokers)
+
+    @property
+    def topic_min_insync(self) -> int:
+        """min.insync.replicas for guardstream's topics: one replica may be lost, not two."""
+        return 2 if self.topic_replicas >= 3 else 1
 
     @property
     def registry_api(self) -> str:

@@ -33,9 +33,43 @@ class Health:
     healthy: bool
 
 
-def _services(settings: Settings) -> tuple[Service, Service]:
+@dataclass(frozen=True)
+class Node:
+    """One KRaft node of the local stack: broker and controller in one process."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    home: Path
+    service: Service
+
+
+def nodes(settings: Settings) -> list[Node]:
+    """The stack's Kafka nodes. Node 1 keeps the single broker's names (`kafka`, its data
+    dir), so a one-broker data dir is what it always was."""
     run, logs = settings.data_dir / "run", settings.data_dir / "logs"
-    return Service("kafka", run, logs), Service("registry", run, logs)
+    out = []
+    for i in range(settings.brokers):
+        name = "kafka" if i == 0 else f"kafka-{i + 1}"
+        out.append(
+            Node(
+                i + 1,
+                settings.kafka_port + 2 * i,
+                settings.kafka_controller_port + 2 * i,
+                settings.data_dir / name,
+                Service(name, run, logs),
+            )
+        )
+    return out
+
+
+def registry_service(settings: Settings) -> Service:
+    """The registry's process."""
+    return Service("registry", settings.data_dir / "run", settings.data_dir / "logs")
+
+
+def _services(settings: Settings) -> list[Service]:
+    return [n.service for n in nodes(settings)] + [registry_service(settings)]
 
 
 def check_java(settings: Settings) -> int:
@@ -66,35 +100,32 @@ def _port_taken_error(what: str, host: str, port: int, env: str) -> GuardstreamE
     )
 
 
-def _kafka_config(
-    settings: Settings, home: Path, users: list[secure.User] | None = None
-) -> tuple[Path, bool]:
-    """Write the broker's config and format its storage once; return (config, formatted now).
-
-    With `users` the broker is secured (SASL/SCRAM listener, ACLs) and they are its SCRAM users.
-    """
-    data = home / "data"
+def broker_properties(settings: Settings, node: Node) -> dict[str, str]:
+    """The server.properties of one plain node (`secure.broker_properties` secures it)."""
+    host = settings.host
+    voters = ",".join(f"{n.node_id}@{host}:{n.controller_port}" for n in nodes(settings))
+    replicas = min(3, settings.brokers)
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{settings.host}:{settings.kafka_controller_port}",
-        "listeners": (
-            f"PLAINTEXT://{settings.host}:{settings.kafka_port},"
-            f"CONTROLLER://{settings.host}:{settings.kafka_controller_port}"
-        ),
-        "advertised.listeners": f"PLAINTEXT://{settings.host}:{settings.kafka_port}",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://{host}:{node.port},CONTROLLER://{host}:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{node.port}",
         "controller.listener.names": "CONTROLLER",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "inter.broker.listener.name": "PLAINTEXT",
-        "log.dirs": str(data),
+        "log.dirs": str(node.home / "data"),
         "num.partitions": str(settings.default_partitions),
-        # Single node: internal topics cannot be replicated, and fewer offset partitions
-        # make the first consumer group start in well under a second.
-        "offsets.topic.replication.factor": "1",
+        # Internal topics replicated as far as the nodes allow (one node: not at all), and
+        # fewer offset partitions make the first consumer group start in under a second.
+        "offsets.topic.replication.factor": str(replicas),
         "offsets.topic.num.partitions": "8",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": str(replicas),
+        "transaction.state.log.min.isr": str(min(2, replicas)),
         "transaction.state.log.num.partitions": "8",
+        "default.replication.factor": str(replicas),
+        # With three replicas an acks=all write needs two: one node may be lost, not two.
+        "min.insync.replicas": str(2 if replicas >= 3 else 1),
         "group.initial.rebalance.delay.ms": "0",
         # guardstream creates its topics explicitly, so a typo'd topic fails loudly.
         "auto.create.topics.enable": "false",
@@ -104,6 +135,18 @@ def _kafka_config(
         "replica.fetch.max.bytes": str(64 * 1024 * 1024),
         "log.retention.hours": "168",
     }
+    return props
+
+
+def _kafka_config(
+    settings: Settings, node: Node, cluster_id: str, users: list[secure.User] | None = None
+) -> tuple[Path, bool]:
+    """Write a node's config and format its storage once; return (config, formatted now).
+
+    With `users` the broker is secured (SASL/SCRAM listener, ACLs) and they are its SCRAM users.
+    """
+    home, data = node.home, node.home / "data"
+    props = broker_properties(settings, node)
     if users is not None:
         operator = next(u for u in users if u.role is secure.Role.OPERATOR)
         props.update(secure.broker_properties(settings, operator))
@@ -125,8 +168,6 @@ def _kafka_config(
     if not (data / "meta.properties").exists():
         data.mkdir(parents=True, exist_ok=True)
         scram = [a for u in users or [] for a in ("--add-scram", secure.scram_argument(u))]
-        # The same format as `kafka-storage random-uuid`, without paying a JVM start for it.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         libs = fetch.kafka_home(settings) / "libs"
         out = subprocess.run(
             [
@@ -152,9 +193,62 @@ def _kafka_config(
                 f"formatting the broker's storage failed: {(out.stderr or out.stdout)[-300:]}",
                 f"delete {data} and run `guardstream stack up` again",
             )
-        secure.record_mode(settings, users is not None)
+        if node.node_id == 1:
+            secure.record_mode(settings, users is not None)
+            _size_file(settings).write_text(f"{settings.brokers}\n")
         formatted = True
     return conf, formatted
+
+
+def _size_file(settings: Settings) -> Path:
+    return settings.data_dir / "kafka" / "brokers"
+
+
+def formatted_brokers(settings: Settings) -> int | None:
+    """How many nodes the data dir's stack was formatted with (None: not formatted)."""
+    if not (settings.data_dir / "kafka" / "data" / "meta.properties").exists():
+        return None
+    try:
+        return int(_size_file(settings).read_text().strip())
+    except (OSError, ValueError):
+        return 1  # formatted before the size was recorded: always one node
+
+
+def as_formatted(settings: Settings) -> Settings:
+    """`settings` with the node count the data dir was formatted with, so `stack down` and
+    `status` see every node however GUARDSTREAM_BROKERS is set in this shell."""
+    count = formatted_brokers(settings)
+    return (
+        settings
+        if count in (None, settings.brokers)
+        else settings.model_copy(update={"brokers": count})
+    )
+
+
+def check_cluster_size(settings: Settings) -> None:
+    """Refuse to start a data dir formatted for another number of nodes.
+
+    The controller quorum is fixed when the storage is formatted: a one-node data dir
+    started as three would wait forever for voters that were never part of it.
+    """
+    formatted_for = formatted_brokers(settings)
+    if formatted_for is not None and formatted_for != settings.brokers:
+        raise GuardstreamError(
+            f"{settings.data_dir} holds a {formatted_for}-broker stack, not {settings.brokers}",
+            f"run with GUARDSTREAM_BROKERS={formatted_for}, or `guardstream stack down` and "
+            "use another GUARDSTREAM_DATA_DIR (or delete its kafka* directories)",
+        )
+
+
+def _cluster_id(settings: Settings) -> str:
+    """The id every node is formatted with: node 1's if it has one, else a new one."""
+    meta = settings.data_dir / "kafka" / "data" / "meta.properties"
+    if meta.exists():
+        for line in meta.read_text().splitlines():
+            if line.startswith("cluster.id="):
+                return line.split("=", 1)[1].strip()
+    # The same format as `kafka-storage random-uuid`, without paying a JVM start for it.
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
 def _log4j(home: Path) -> list[str]:
@@ -162,38 +256,49 @@ def _log4j(home: Path) -> list[str]:
 
 
 def _wait(
-    what: str, ready: Callable[[], bool], service: Service, settings: Settings, console: Console
+    what: str,
+    ready: Callable[[], bool],
+    services: list[Service],
+    settings: Settings,
+    console: Console,
 ) -> None:
     deadline = time.monotonic() + settings.startup_timeout_s
     with console.status(f"waiting for the {what} to answer"):
         while time.monotonic() < deadline:
             if ready():
                 return
-            if service.exited_early():
-                last = " | ".join(tail(service.log_file, 3))[-400:]
-                raise GuardstreamError(
-                    f"the {what} exited during start-up: {last}",
-                    f"read {service.log_file} (`guardstream stack logs {service.name}`)",
-                )
+            for service in services:
+                if service.exited_early():
+                    last = " | ".join(tail(service.log_file, 3))[-400:]
+                    raise GuardstreamError(
+                        f"{service.name} exited during start-up: {last}",
+                        f"read {service.log_file} (`guardstream stack logs {service.name}`)",
+                    )
             time.sleep(0.5)
+    logs = ", ".join(str(s.log_file) for s in services)
     raise GuardstreamError(
         f"the {what} did not become healthy within {settings.startup_timeout_s:.0f} s",
-        f"read {service.log_file}, or raise GUARDSTREAM_STARTUP_TIMEOUT_S on a slow machine",
+        f"read {logs}, or raise GUARDSTREAM_STARTUP_TIMEOUT_S on a slow machine",
     )
 
 
-def broker_ready(settings: Settings) -> bool:
-    """Whether the broker answers a metadata request (not merely an open port)."""
-    if not port_open(settings.host, settings.kafka_port):
-        return False
+def broker_ready(settings: Settings, node: Node | None = None) -> bool:
+    """Whether the cluster answers a metadata request naming every node (not merely an open
+    port), or with `node`: whether that node answers one itself."""
     from guardstream.streams.admin import admin_client
 
+    if node is not None:
+        if not port_open(settings.host, node.port):
+            return False
+        settings = settings.model_copy(update={"bootstrap_servers": f"{settings.host}:{node.port}"})
     admin = admin_client(settings)
     try:
         md = admin.list_topics(timeout=3)
     except Exception:
         return False
-    return bool(md.brokers)
+    if node is not None:
+        return node.node_id in md.brokers
+    return len(md.brokers) >= settings.brokers
 
 
 def registry_ready(settings: Settings) -> bool:
@@ -213,40 +318,47 @@ def up(settings: Settings, console: Console, *, secured: bool = False) -> Settin
     `secured` starts the broker with SASL/SCRAM and ACLs (see `guardstream.stack.secure`).
     Returns the settings the stack's own calls use from here on (the operator's, if secured).
     """
-    kafka, registry = _services(settings)
+    registry = registry_service(settings)
     check_java(settings)
     secure.check_mode(settings, secured)
+    check_cluster_size(settings)
+    if secured and settings.brokers > 1:
+        raise GuardstreamError(
+            "the secured stack runs one broker only",
+            "drop --secure or --brokers (GUARDSTREAM_BROKERS=1)",
+        )
     users = secure.load_or_create_users(settings)[0] if secured else None
     # Users not written into a fresh metadata log are (re-)created through the Admin API:
     # that covers clients added to GUARDSTREAM_SECURE_CLIENTS later, and a run that failed
     # half-way. Upserting an existing user with its own password changes nothing.
     late = users or []
 
-    if kafka.pid() is None:
-        if port_open(settings.host, settings.kafka_port):
-            raise _port_taken_error(
-                "broker", settings.host, settings.kafka_port, "GUARDSTREAM_KAFKA_PORT"
-            )
-        if port_open(settings.host, settings.kafka_controller_port):
+    cluster_id = _cluster_id(settings)
+    for node in nodes(settings):
+        if node.service.pid() is not None:
+            continue
+        if port_open(settings.host, node.port):
+            raise _port_taken_error("broker", settings.host, node.port, "GUARDSTREAM_KAFKA_PORT")
+        if port_open(settings.host, node.controller_port):
             raise _port_taken_error(
                 "broker's controller",
                 settings.host,
-                settings.kafka_controller_port,
+                node.controller_port,
                 "GUARDSTREAM_KAFKA_CONTROLLER_PORT",
             )
         libs = fetch.ensure_kafka(settings, console)
-        home = settings.data_dir / "kafka"
+        home = node.home
         home.mkdir(parents=True, exist_ok=True)
-        conf, formatted = _kafka_config(settings, home, users)
+        conf, formatted = _kafka_config(settings, node, cluster_id, users)
         if formatted:
             late = []
-        kafka.start(
+        node.service.start(
             [
                 settings.java,
                 *settings.kafka_heap.split(),
                 "-XX:+UseG1GC",
                 "-Djava.awt.headless=true",
-                f"{'-Dguardstream.service='}kafka",
+                f"-Dguardstream.service={node.service.name}",
                 *_log4j(home),
                 "-cp",
                 f"{libs}/*",
@@ -282,16 +394,18 @@ def up(settings: Settings, console: Console, *, secured: bool = False) -> Settin
         )
 
     admin = secure.stack_settings(settings)
-    _wait("broker", lambda: broker_ready(admin), kafka, settings, console)
+    brokers = [n.service for n in nodes(settings)]
+    _wait("broker", lambda: broker_ready(admin), brokers, settings, console)
     if users is not None:
         with console.status("creating users and ACLs"):
             secure.apply(admin, users, late)
-    _wait("registry", lambda: registry_ready(settings), registry, settings, console)
+    _wait("registry", lambda: registry_ready(settings), [registry], settings, console)
     return admin
 
 
 def down(settings: Settings, console: Console) -> None:
     """Stop the processes `up` started (and nothing else)."""
+    settings = as_formatted(settings)
     for service in reversed(_services(settings)):
         with console.status(f"stopping {service.name}"):
             stopped = service.stop()
@@ -300,17 +414,29 @@ def down(settings: Settings, console: Console) -> None:
 
 def status(settings: Settings) -> list[Health]:
     """Each service's pid, address and health."""
-    kafka, registry = _services(settings)
+    settings = as_formatted(settings)
+    registry = registry_service(settings)
     admin = secure.stack_settings(settings)
-    return [
-        Health("kafka", kafka.pid(), settings.kafka_bootstrap, broker_ready(admin)),
-        Health("registry", registry.pid(), settings.registry_api, registry_ready(settings)),
+    brokers = [
+        Health(
+            n.service.name,
+            n.service.pid(),
+            f"{settings.host}:{n.port}",
+            broker_ready(admin, n) if settings.brokers > 1 else broker_ready(admin),
+        )
+        for n in nodes(settings)
     ]
+    registry_health = Health(
+        "registry", registry.pid(), settings.registry_api, registry_ready(settings)
+    )
+    return [*brokers, registry_health]
 
 
 def log_file(settings: Settings, name: str) -> Path:
     """The log file of a service by name."""
+    settings = as_formatted(settings)
     for service in _services(settings):
         if service.name == name:
             return service.log_file
-    raise GuardstreamError(f"there is no stack service named '{name}'", "use kafka or registry")
+    names = ", ".join(s.name for s in _services(settings))
+    raise GuardstreamError(f"there is no stack service named '{name}'", f"use one of: {names}")

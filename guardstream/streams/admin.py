@@ -34,12 +34,13 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
             "start it with `guardstream stack up` or set GUARDSTREAM_BOOTSTRAP_SERVERS",
         ) from exc
     _align_configs(admin, settings, existing, timeout_s)
+    replicas = {"min.insync.replicas": str(settings.topic_min_insync)}
     wanted = [
         NewTopic(
             settings.topic(t),
             num_partitions=settings.default_partitions,
-            replication_factor=1,
-            config={"max.message.bytes": str(64 * 1024 * 1024), **t.config},
+            replication_factor=settings.topic_replicas,
+            config={"max.message.bytes": str(64 * 1024 * 1024), **replicas, **t.config},
         )
         for t in Topic
         if settings.topic(t) not in existing
