@@ -30,6 +30,7 @@ from guardstream.serde.registry import Registry
 from guardstream.streams.admin import ensure_topics
 from guardstream.streams.clients import faust_broker_options
 from guardstream.streams.producer import OutputProducer
+from guardstream.tables import clean_stop
 from guardstream.tables.definitions import define_tables
 
 # Oversize values must be read to be rejected with a reason, not stall the fetcher.
@@ -46,6 +47,9 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "store": "rocksdb://",
         "datadir": str(settings.state_dir),
         "topic_partitions": settings.default_partitions,
+        # Faust's own topics (the meter table's changelog, the leader topic) are replicated
+        # like guardstream's; min.insync.replicas comes from the brokers' default.
+        "topic_replication_factor": settings.topic_replicas,
         "key_serializer": "raw",
         "value_serializer": "raw",
         "consumer_max_fetch_size": MAX_REQUEST_BYTES,
@@ -156,9 +160,18 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Create missing topics, resolve output schema ids, and run until stopped."""
     ensure_topics(settings)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    clean_stop.trust_or_discard(settings.state_dir)
     app, ctx = create_app(settings)
     ctx.codec.resolve_output_ids()
-    build_worker(app, settings, loglevel).execute_from_commandline()
+    try:
+        build_worker(app, settings, loglevel).execute_from_commandline()
+    except SystemExit as exc:
+        # Stopped on a signal with nothing crashed: the final flush put every table write
+        # on the changelog, so the next worker here may keep these stores.
+        if exc.code in (0, None) and getattr(app, "crash_reason", None) is None:
+            clean_stop.mark_clean(settings.state_dir)
+        raise
 
 
 def build_worker(app: faust.App, settings: Settings, loglevel: str) -> faust.Worker:

@@ -19,94 +19,22 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import threading
 import time
-import uuid
-from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
-from guardstream.config.catalog import load_catalog
 from guardstream.config.settings import Settings
-from guardstream.ops import schemas as schema_ops
-from guardstream.ops import tenants as tenant_ops
-from guardstream.records import request_data
-from guardstream.serde.avro import encode
-from guardstream.serde.codec import Codec
-from guardstream.serde.registry import Registry
-from guardstream.serde.schemas import reader_schema, schema_text
-from guardstream.streams.admin import ensure_topics
 from guardstream.streams.clients import kafka_config
-from guardstream.streams.reader import assign_from_beginning
-from guardstream.streams.topics import REQUEST_TYPE, USAGE_TYPE, Topic, subject_for
-from tests import SCHEMA_DIR, free_port
+from guardstream.tables.clean_stop import MARKER
+from tests import free_port
 
 from .conftest import Worker
+from .exactness import Scenario, ready, wait
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 N = int(os.environ.get("GUARDSTREAM_CRASH_REQUESTS", "20000"))
-TENANTS = [f"crash{i:02d}" for i in range(50)]
-USAGE_IN, USAGE_OUT = 100, 50  # below every reservation (~260 estimated input + 200 max out)
-
-
-class Collector(threading.Thread):
-    """Reads decisions and audit events from the beginning, raw and decoded."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(daemon=True)
-        self.settings = settings
-        self.codec = Codec(settings, Registry(settings))
-        self.stop_flag = threading.Event()
-        self.decisions: list[tuple[bytes, dict[str, Any]]] = []
-        self.audits: list[tuple[int, int, bytes, dict[str, Any]]] = []
-        self.lock = threading.Lock()
-
-    def run(self) -> None:
-        c = Consumer(
-            kafka_config(
-                self.settings, {"group.id": "unused", "enable.auto.commit": False, "log_level": 0}
-            )
-        )
-        assign_from_beginning(
-            c, [self.settings.topic(t) for t in ("admitted", "rejected", "audit")]
-        )
-        while not self.stop_flag.is_set():
-            for msg in c.consume(500, 0.5):
-                if msg.error():
-                    continue
-                value = msg.value() or b""
-                if (msg.topic() or "").endswith(".audit"):
-                    rec = self.codec.decode(value, Topic.AUDIT)
-                    with self.lock:
-                        self.audits.append((msg.partition() or 0, msg.offset() or 0, value, rec))
-                else:
-                    rec = self.codec.decode(value, Topic.ADMITTED)
-                    with self.lock:
-                        self.decisions.append((value, rec))
-        c.close()
-
-    def decided(self) -> set[str]:
-        with self.lock:
-            return {r["request_id"] for _, r in self.decisions}
-
-    def charged(self) -> set[str]:
-        with self.lock:
-            return {r["request_id"] for *_, r in self.audits if r["kind"] == "CHARGE"}
-
-
-def _headers(ce_id: str, ce_type: str) -> list[tuple[str, bytes]]:
-    return [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", ce_id.encode()),
-        ("ce_source", b"/crash"),
-        ("ce_type", ce_type.encode()),
-        ("content-type", b"application/avro"),
-    ]
 
 
 def _restart(worker: Worker, settings: Settings, tmp: Path, n: int) -> tuple[Worker, float]:
@@ -126,212 +54,22 @@ def _restored_in(worker: Worker, t0: float, timeout: float = 120) -> float:
     raise AssertionError("the restarted worker never finished restoring its tables")
 
 
-def _ready(worker: Worker) -> bool:
-    try:
-        port = worker.settings.worker_web_port
-        return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-_T0 = time.monotonic()
-
-
-def _wait(what: str, done: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-    print(f"[{time.monotonic() - _T0:6.1f} s] {what}")
-
-
-class Scenario:
-    """A private prefix, 50 configured tenants, a collector, and the checks."""
-
-    def __init__(self, stack: Settings, tmp: Path, n: int) -> None:
-        self.run = uuid.uuid4().hex[:6]
-        self.tmp = tmp
-        self.n = n
-        self.budget = max(2_000, n // 50 * 70)  # about half of a small-budget tenant's requests
-        self.s = stack.model_copy(
-            update={
-                "topic_prefix": f"gscrash{self.run}",
-                "app_id": f"gscrash{self.run}",
-                "worker_web_port": free_port(),
-                "worker_state_dir": tmp / "state",
-            }
-        )
-        s = self.s
-        ensure_topics(s)
-        registry = Registry(s)
-        schema_ops.register_all(s, registry)
-        self.request_id = registry.lookup(
-            subject_for(s, "requests"), schema_text("request", SCHEMA_DIR)
-        )
-        self.usage_id = registry.lookup(subject_for(s, "usage"), schema_text("usage", SCHEMA_DIR))
-        registry.close()
-        assert self.request_id and self.usage_id
-        tenants_file = tmp / "tenants.yaml"
-        tenants_file.write_text(
-            "tenants:\n"
-            + "".join(
-                f"  - tenant_id: {t}\n    tier: premium\n    requests_per_minute: 1000000\n"
-                f"    tokens_per_minute: 1000000000\n    burst_requests: 1000000\n"
-                f"    burst_tokens: 1000000000\n"
-                + (f"    daily_budget_micros: {self.budget}\n" if i % 2 else "")
-                for i, t in enumerate(TENANTS)
-            )
-        )
-        tenant_ops.apply(s, tenants_file)
-        self.collector = Collector(s)
-        self.collector.start()
-        self.producer = Producer(
-            kafka_config(s, {"linger.ms": 20, "enable.idempotence": True, "log_level": 0})
-        )
-        self.tenant_of: dict[str, str] = {}
-        self.admitted: list[str] = []
-
-    def worker(self, name: str, **changes: Any) -> Worker:
-        settings = self.s.model_copy(update=changes) if changes else self.s
-        return Worker(settings, self.tmp / f"{name}.log", loglevel="info")
-
-    def send_requests(self) -> None:
-        schema = reader_schema("request", SCHEMA_DIR)
-        for i in range(self.n):
-            tenant = TENANTS[i % len(TENANTS)]
-            rid = f"{self.run}-req-{i}"
-            self.tenant_of[rid] = tenant
-            value = encode(
-                self.request_id,
-                schema,
-                request_data(tenant, [{"role": "user", "content": "word " * 200}], max_tokens=200),
-            )
-            self.producer.produce(
-                self.s.topic("requests"),
-                key=tenant.encode(),
-                value=value,
-                headers=_headers(rid, REQUEST_TYPE),
-            )
-            if i % 1000 == 0:
-                self.producer.poll(0)
-        assert self.producer.flush(60) == 0
-
-    def send_usage(self) -> None:
-        with self.collector.lock:
-            self.admitted = sorted(
-                {r["request_id"] for _, r in self.collector.decisions if r["outcome"] == "ADMITTED"}
-            )
-        schema = reader_schema("usage", SCHEMA_DIR)
-        for j, rid in enumerate(self.admitted):
-            value = encode(
-                self.usage_id,
-                schema,
-                {
-                    "request_id": rid,
-                    "tenant_id": self.tenant_of[rid],
-                    "model": "gpt-4o-mini",
-                    "input_tokens": USAGE_IN,
-                    "output_tokens": USAGE_OUT,
-                },
-            )
-            self.producer.produce(
-                self.s.topic("usage"),
-                key=self.tenant_of[rid].encode(),
-                value=value,
-                headers=_headers(f"{self.run}-use-{j}", USAGE_TYPE),
-            )
-            if j % 1000 == 0:
-                self.producer.poll(0)
-        assert self.producer.flush(60) == 0
-
-    def all_decided(self) -> bool:
-        return len(self.collector.decided()) >= self.n
-
-    def all_charged(self) -> bool:
-        return len(self.collector.charged()) >= len(self.admitted)
-
-    def check(self) -> None:
-        time.sleep(3)  # let stragglers (re-sent copies) arrive before judging
-        collector = self.collector
-        collector.stop_flag.set()
-        collector.join(10)
-        # --- one decision per request, copies identical, never DUPLICATE ---------------------
-        by_request: dict[str, set[str]] = defaultdict(set)
-        copies: dict[str, set[bytes]] = defaultdict(set)
-        for raw, rec in collector.decisions:
-            by_request[rec["request_id"]].add(rec["decision_id"])
-            copies[rec["decision_id"]].add(raw)
-        assert set(by_request) == set(self.tenant_of)
-        assert all(len(ids) == 1 for ids in by_request.values())
-        assert all(len(v) == 1 for v in copies.values()), "a re-sent decision differs"
-        codes = {rec["reasons"][0]["code"] for _, rec in collector.decisions if rec["reasons"]}
-        assert codes <= {"BUDGET_EXCEEDED"}, codes
-        assert "BUDGET_EXCEEDED" in codes  # the budget path was exercised
-
-        # --- audit: identical copies, exact charges, budgets never exceeded ------------------
-        events: dict[str, tuple[int, int, dict[str, Any]]] = {}
-        raw_by_id: dict[str, set[bytes]] = defaultdict(set)
-        for part, offset, raw, rec in collector.audits:
-            raw_by_id[rec["event_id"]].add(raw)
-            events.setdefault(rec["event_id"], (part, offset, rec))
-        assert all(len(v) == 1 for v in raw_by_id.values()), "a re-sent audit event differs"
-        spec = load_catalog(self.s.model_catalog).models["gpt-4o-mini"]
-        cost = -(-USAGE_IN * spec.input_micros_per_mtok // 1_000_000) - (
-            USAGE_OUT * spec.output_micros_per_mtok // -1_000_000
-        )
-        unit = -(-cost * 9000 // 10_000)  # the premium tier's cost multiplier: 0.9x
-        charged: dict[str, int] = defaultdict(int)
-        charges_per_request: dict[str, int] = defaultdict(int)
-        for _p, _o, rec in events.values():
-            if rec["kind"] == "CHARGE":
-                charged[rec["tenant_id"]] += rec["amount_micros"]
-                charges_per_request[rec["request_id"]] += 1
-        assert max(charges_per_request.values()) == 1
-        assert not [r for *_, r in events.values() if r["kind"] == "USAGE_UNKNOWN"]
-        settled: dict[str, int] = defaultdict(int)
-        for rid in self.admitted:
-            settled[self.tenant_of[rid]] += 1
-        assert dict(charged) == {t: n * unit for t, n in settled.items()}
-
-        for tenant in TENANTS[1::2]:  # the ones with a daily budget
-            reserved: dict[str, int] = {}
-            day_of: dict[str, str] = {}
-            outstanding: dict[str, int] = defaultdict(int)
-            spent: dict[str, int] = defaultdict(int)
-            ordered = sorted(
-                (v for v in events.values() if v[2]["tenant_id"] == tenant),
-                key=lambda v: (v[0], v[1]),
-            )
-            for _p, _o, rec in ordered:
-                day = datetime.fromtimestamp(rec["ts"] / 1000, tz=UTC).strftime("%Y-%m-%d")
-                rid = rec["request_id"]
-                if rec["kind"] == "RESERVE":
-                    reserved[rid], day_of[rid] = rec["amount_micros"], day
-                    outstanding[day] += rec["amount_micros"]
-                    assert outstanding[day] + spent[day] <= self.budget, (tenant, day)
-                elif rec["kind"] == "CHARGE":
-                    outstanding[day_of[rid]] -= reserved[rid]
-                    spent[day_of[rid]] += rec["amount_micros"]
-                elif rec["kind"] == "EXPIRE":
-                    outstanding[day_of[rid]] -= reserved[rid]
-
-
 def test_kill_nine_twice_keeps_state_exact(stack: Settings, tmp_path: Path) -> None:
     sc = Scenario(stack, tmp_path, N)
     worker = sc.worker("worker-0")
     rnd = random.Random()
     sc.send_requests()
     kill_at = rnd.uniform(0.2, 0.7) * N
-    _wait("decisions before the first kill", lambda: len(sc.collector.decided()) >= kill_at, 600)
+    wait("decisions before the first kill", lambda: len(sc.collector.decided()) >= kill_at, 600)
     worker, t0 = _restart(worker, sc.s, tmp_path, 1)
     restore_1 = _restored_in(worker, t0)
-    _wait("every request's decision", sc.all_decided, 420)
+    wait("every request's decision", sc.all_decided, 420)
     sc.send_usage()
     kill_at = rnd.uniform(0.2, 0.7) * len(sc.admitted)
-    _wait("charges before the second kill", lambda: len(sc.collector.charged()) >= kill_at, 600)
+    wait("charges before the second kill", lambda: len(sc.collector.charged()) >= kill_at, 600)
     worker, t0 = _restart(worker, sc.s, tmp_path, 2)
     restore_2 = _restored_in(worker, t0)
-    _wait("every usage report's charge", sc.all_charged, 300)
+    wait("every usage report's charge", sc.all_charged, 300)
     worker.stop()
     print(
         f"\nrestore after kill -9 with the state directory deleted: {restore_1:.1f} s and "
@@ -348,15 +86,15 @@ def test_two_workers_one_stops_the_other_takes_over(stack: Settings, tmp_path: P
         "worker-b", worker_web_port=free_port(), worker_state_dir=tmp_path / "state-b"
     )
     # Both members of the group, partitions split and tables recovered, before traffic.
-    _wait("both workers ready", lambda: _ready(first) and _ready(second), 120)
+    wait("both workers ready", lambda: ready(first) and ready(second), 120)
     sc.send_requests()
-    _wait(
+    wait(
         "decisions before stopping one worker", lambda: len(sc.collector.decided()) >= n * 0.4, 600
     )
     first.stop()  # a clean stop: it leaves the group, the other gets its partitions
-    _wait("every request's decision", sc.all_decided, 420)
+    wait("every request's decision", sc.all_decided, 420)
     sc.send_usage()
-    _wait("every usage report's charge", sc.all_charged, 300)
+    wait("every usage report's charge", sc.all_charged, 300)
     assert second.proc.poll() is None
     second.stop()
     for log in (first.log, second.log):
@@ -376,7 +114,7 @@ def test_short_ttl_and_window_expire_and_delete_entries_in_a_real_worker(
     sc = Scenario(stack, tmp_path, 300)
     worker = sc.worker("worker", reservation_ttl_s=1, dedup_window_s=1)
     sc.send_requests()
-    _wait("every request's decision", sc.all_decided, 120)
+    wait("every request's decision", sc.all_decided, 120)
     time.sleep(2)
     sc.send_usage()
     usage_audits = {"CHARGE", "USAGE_UNKNOWN"}
@@ -385,7 +123,7 @@ def test_short_ttl_and_window_expire_and_delete_entries_in_a_real_worker(
         with sc.collector.lock:
             return {r["request_id"] for *_, r in sc.collector.audits if r["kind"] in usage_audits}
 
-    _wait("an audit for every usage report", lambda: answered() >= set(sc.admitted), 120)
+    wait("an audit for every usage report", lambda: answered() >= set(sc.admitted), 120)
     worker.stop()
     with sc.collector.lock:
         kinds = [r["kind"] for *_, r in sc.collector.audits]
@@ -406,8 +144,10 @@ def test_a_clean_restart_on_its_state_dir_replays_nothing_and_stays_exact(
     sc = Scenario(stack, tmp_path, 2000)  # enough for budgets to run out (check() wants it)
     worker = sc.worker("worker-0")
     sc.send_requests()
-    _wait("every request's decision", sc.all_decided, 180)
+    wait("every request's decision", sc.all_decided, 180)
     worker.stop()
+    # A clean stop leaves the marker that lets the next worker here keep these stores.
+    assert (sc.s.state_dir / MARKER).exists()
 
     from rocksdict import AccessType, Options, Rdict
 
@@ -433,7 +173,7 @@ def test_a_clean_restart_on_its_state_dir_replays_nothing_and_stays_exact(
     # The same state directory again: usage for every admitted request settles exactly.
     worker = sc.worker("worker-1")
     sc.send_usage()
-    _wait("every usage report's charge", sc.all_charged, 180)
+    wait("every usage report's charge", sc.all_charged, 180)
     worker.stop()
     sc.check()
 
@@ -468,7 +208,7 @@ def test_a_decision_the_broker_refuses_is_never_committed_past(
     _set_max_message_bytes(sc.s, admitted, 200)
     worker = sc.worker("worker-0")
     sc.send_requests()
-    _wait("the worker to stop", lambda: worker.proc.poll() is not None, 120)
+    wait("the worker to stop", lambda: worker.proc.poll() is not None, 120)
     log = worker.log.read_text(errors="replace")
     assert worker.proc.returncode != 0
     assert "output records were not delivered" in log
@@ -477,8 +217,8 @@ def test_a_decision_the_broker_refuses_is_never_committed_past(
 
     _set_max_message_bytes(sc.s, admitted, 8 * 1024 * 1024)
     worker = sc.worker("worker-1")
-    _wait("every request's decision", sc.all_decided, 300)
+    wait("every request's decision", sc.all_decided, 300)
     sc.send_usage()
-    _wait("every usage report's charge", sc.all_charged, 180)
+    wait("every usage report's charge", sc.all_charged, 180)
     worker.stop()
     sc.check()
