@@ -85,6 +85,11 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "GUARDSTREAM_RESERVATION_TTL_S": str(settings.reservation_ttl_s),
         "GUARDSTREAM_DEDUP_WINDOW_S": str(settings.dedup_window_s),
         "GUARDSTREAM_AUTH_SECRETS_FILE": str(settings.auth_secrets_path),
+        # Where the stack is: the session's, or a test's own (secured, three brokers).
+        "GUARDSTREAM_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
+        "GUARDSTREAM_REGISTRY_URL": settings.registry_api,
+        "GUARDSTREAM_BROKERS": str(settings.brokers),
+        "GUARDSTREAM_SESSION_TIMEOUT_S": str(settings.session_timeout_s),
     }
 
 
