@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     lag_groups: str | None = Field(
         None, description="Comma-separated consumer groups `lag` and the exporter report"
     )
+    lag_status_window: int = Field(
+        10, ge=2, description="Samples per partition the lag status (OK/WARN/STOP/...) judges"
+    )
+    lag_status_interval_s: float = Field(
+        30.0, ge=0, description="Minimum seconds between two lag status samples of a partition"
+    )
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod

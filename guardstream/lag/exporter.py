@@ -9,13 +9,20 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from guardstream.config.settings import Settings
 from guardstream.lag.reader import LagReader, LagSnapshot
+from guardstream.lag.status import (
+    Observation,
+    PartitionKey,
+    PartitionStatus,
+    StatusTracker,
+    group_statuses,
+)
 
 DEFAULT_EXPORTER_PORT = 9309
 DEFAULT_INTERVAL_S = 15.0
@@ -31,6 +38,23 @@ def exporter_port(settings: Settings) -> int:
 def exporter_interval(settings: Settings) -> float:
     """Minimum seconds between two Kafka queries of the exporter."""
     return settings.lag_exporter_interval_s
+
+
+def status_tracker(settings: Settings) -> StatusTracker:
+    """A lag status tracker with the window and sampling interval from the settings."""
+    return StatusTracker(settings.lag_status_window, settings.lag_status_interval_s)
+
+
+def judge(tracker: StatusTracker, snap: LagSnapshot) -> dict[PartitionKey, PartitionStatus]:
+    """Feed one snapshot to the tracker and return every partition's lag status."""
+    members = {g.group: g.members for g in snap.groups}
+    readings: dict[PartitionKey, Observation | None] = {
+        (r.group, r.topic, r.partition): None
+        if r.committed is None
+        else Observation(r.committed, r.lag, members.get(r.group, 0), snap.taken_at_ms)
+        for r in snap.rows
+    }
+    return tracker.update(readings)
 
 
 def configured_groups(settings: Settings) -> list[str] | None:
@@ -55,8 +79,11 @@ class LagCollector(Collector):
         query: Callable[[], LagSnapshot],
         min_interval_s: float = DEFAULT_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        tracker: StatusTracker | None = None,
     ) -> None:
         self._query = query
+        self._tracker = tracker
+        self._statuses: dict[PartitionKey, PartitionStatus] | None = None
         self._min_interval_s = min_interval_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -78,6 +105,9 @@ class LagCollector(Collector):
                 self._last_duration = self._clock() - now
                 return None
             self._last, self._last_at = snap, now
+            if self._tracker is not None:
+                # Only fresh queries are samples: a reused one would repeat a sample.
+                self._statuses = judge(self._tracker, snap)
             self._last_duration = self._clock() - now
             return snap
 
@@ -98,11 +128,16 @@ class LagCollector(Collector):
         yield duration
         if snap is None:
             return
-        yield from snapshot_metrics(snap)
+        yield from snapshot_metrics(snap, self._statuses)
 
 
-def snapshot_metrics(snap: LagSnapshot) -> Iterator[Metric]:
-    """The lag metric families for one snapshot."""
+STATUS_HELP = "0 OK, 1 WARN, 2 STOP, 3 STALL, 4 REWIND (Burrow's rules; OK until the window fills)"
+
+
+def snapshot_metrics(
+    snap: LagSnapshot, statuses: Mapping[PartitionKey, PartitionStatus] | None = None
+) -> Iterator[Metric]:
+    """The lag metric families for one snapshot, and the lag status when it is tracked."""
     lag = GaugeMetricFamily(
         "guardstream_consumergroup_lag",
         "Records between the group's committed offset and the partition's end offset",
@@ -140,6 +175,32 @@ def snapshot_metrics(snap: LagSnapshot) -> Iterator[Metric]:
     for group in snap.groups:
         members.add_metric([group.group], group.members)
     yield from (lag, lag_s, committed, end, members)
+    if statuses is not None:
+        yield from status_metrics(statuses)
+
+
+def status_metrics(statuses: Mapping[PartitionKey, PartitionStatus]) -> Iterator[Metric]:
+    """The lag status per partition and per group (its worst partition), as numbers.
+
+    One series per partition whose value is the status, rather than one series per status
+    valued 1: the same cardinality as the lag itself, Grafana maps numbers to names and
+    colours, and since larger is worse, ``max by (group)`` and ``>= 2`` mean what they say.
+    """
+    partition = GaugeMetricFamily(
+        "guardstream_consumergroup_lag_status",
+        f"Lag status of the group on the partition: {STATUS_HELP}",
+        labels=_ROW_LABELS,
+    )
+    group = GaugeMetricFamily(
+        "guardstream_consumergroup_status",
+        f"Worst lag status over the group's partitions: {STATUS_HELP}",
+        labels=["group"],
+    )
+    for (g, topic, part), status in sorted(statuses.items()):
+        partition.add_metric([g, topic, str(part)], int(status.status))
+    for g, worst in group_statuses(statuses).items():
+        group.add_metric([g], int(worst))
+    yield from (partition, group)
 
 
 def serve_exporter(
@@ -150,7 +211,9 @@ def serve_exporter(
 
     reader = LagReader(settings)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LagCollector(lambda: reader.snapshot(groups), interval_s))
+    registry.register(
+        LagCollector(lambda: reader.snapshot(groups), interval_s, tracker=status_tracker(settings))
+    )
     server, thread = start_http_server(port, addr=bind, registry=registry)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

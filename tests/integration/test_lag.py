@@ -114,3 +114,42 @@ def test_caught_up_group_has_zero_lag_and_groups_sharing_a_topic_are_timed_apart
     assert mid_s is not None and AGE_AFTER_S <= mid_s < AGE_AFTER_S + 30
     assert behind_s is not None and AGE_BEFORE_S <= behind_s < AGE_BEFORE_S + 30
     assert {g.group: g.members for g in snap.groups}[done] == 0
+
+
+def test_lag_status_of_a_real_group_goes_stop_then_stall_then_ok(stack: Settings) -> None:
+    # A window of 3 samples taken back to back keeps this to seconds; the rules are the same
+    # at the default 10 samples 30 s apart (unit tests cover each rule).
+    from guardstream.lag.exporter import judge
+    from guardstream.lag.reader import LagReader
+    from guardstream.lag.status import LagStatus, StatusTracker
+
+    topic = _create_topic(stack, partitions=1)
+    _produce(stack, topic, 0, [AGE_AFTER_S] * 10)
+    group = f"{stack.topic_prefix}-status-{uuid.uuid4().hex[:6]}"
+    _commit(stack, group, topic, {0: 4})
+    reader = LagReader(stack)
+    tracker = StatusTracker(window=3, interval_s=0)
+
+    def status() -> LagStatus:
+        return judge(tracker, reader.snapshot([group]))[(group, topic, 0)].status
+
+    # Nobody consumes and the offset is frozen with 6 records waiting: STOP once judged.
+    assert [status() for _ in range(3)] == [LagStatus.OK, LagStatus.OK, LagStatus.STOP]
+
+    # A member holds the partition but never commits: STALL.
+    consumer = Consumer(
+        kafka_config(stack, {"group.id": group, "enable.auto.commit": False, "log_level": 0})
+    )
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 30
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(0.2)
+        assert consumer.assignment(), "the consumer never joined its group"
+        assert status() is LagStatus.STALL
+
+        # It processes the backlog and commits: OK at once, since nothing waits.
+        consumer.commit(offsets=[TopicPartition(topic, 0, 10)], asynchronous=False)
+        assert status() is LagStatus.OK
+    finally:
+        consumer.close()

@@ -45,6 +45,7 @@ MUST_HAVE_DATA = {
     ("lag.json", "Total lag (records)"),
     ("lag.json", "Group members"),
     ("lag.json", "Lag exporter"),
+    ("lag.json", "Lag status by group"),
     ("lag.json", "Time lag by group and topic"),
     ("lag.json", "Record lag by group and topic"),
     ("lag.json", "Backlog trend (records per minute)"),

@@ -71,6 +71,8 @@ LAG = 'guardstream_consumergroup_lag{group="g",topic="t",partition="0"}'
 LAG_S = 'guardstream_consumergroup_lag_seconds{group="g",topic="t",partition="0"}'
 COMMITTED = 'guardstream_consumergroup_committed_offset{group="g",topic="t",partition="0"}'
 MEMBERS = 'guardstream_consumergroup_members{group="g"}'
+STATUS = 'guardstream_consumergroup_lag_status{group="g",topic="t",partition="0"}'
+STATUS_1 = 'guardstream_consumergroup_lag_status{group="g",topic="t",partition="1"}'
 W = 'job="guardstream-worker",instance="w1:6066"'
 
 # (alert, input series at 1-minute steps, evaluation time, alerts expected from the expression)
@@ -90,6 +92,13 @@ SCENARIOS: list[tuple[str, list[dict[str, str]], str, int]] = [
     ("GuardstreamNoConsumers", [_s(MEMBERS, "0x10"), _s(LAG, "5x10")], "5m", 1),
     ("GuardstreamNoConsumers", [_s(MEMBERS, "0x10"), _s(LAG, "0x10")], "5m", 0),
     ("GuardstreamNoConsumers", [_s(MEMBERS, "2x10"), _s(LAG, "5x10")], "5m", 0),
+    # One alert per group and topic however many partitions share the status.
+    ("GuardstreamLagStatusStop", [_s(STATUS, "2x10"), _s(STATUS_1, "2x10")], "6m", 1),
+    ("GuardstreamLagStatusStop", [_s(STATUS, "3x10")], "6m", 0),
+    ("GuardstreamLagStatusStall", [_s(STATUS, "3x10"), _s(STATUS_1, "0x10")], "6m", 1),
+    ("GuardstreamLagStatusStall", [_s(STATUS, "1x10")], "6m", 0),  # WARN is not STALL
+    ("GuardstreamLagStatusRewind", [_s(STATUS, "0 4x5")], "3m", 1),
+    ("GuardstreamLagStatusRewind", [_s(STATUS, "2x5")], "3m", 0),
     (
         "GuardstreamDeadLetterRate",
         [

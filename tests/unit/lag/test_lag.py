@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from guardstream.lag.exporter import LagCollector
+from guardstream.lag.exporter import LagCollector, judge
 from guardstream.lag.reader import (
     GroupInfo,
     LagSnapshot,
@@ -13,6 +13,7 @@ from guardstream.lag.reader import (
     compute_rows,
     needs_head,
 )
+from guardstream.lag.status import LagStatus, StatusTracker
 
 NOW = 1_700_000_000_000
 
@@ -165,3 +166,42 @@ def test_failed_query_is_retried_on_the_next_scrape(interval: float) -> None:
     collector = LagCollector(query, min_interval_s=interval, clock=lambda: 0.0)
     assert "guardstream_lag_exporter_up 0.0" in _scrape(collector)
     assert "guardstream_lag_exporter_up 1.0" in _scrape(collector)
+
+
+def test_collector_exports_lag_status_once_the_window_is_full() -> None:
+    # Partition 0 has a frozen commit with lag and the group has members: STALL once judged.
+    # Partition 1 has never been committed on: OK, whatever its lag.
+    now = {"t": 0.0}
+    taken = {"ms": NOW}
+
+    def query() -> LagSnapshot:
+        snap = _snapshot()
+        return LagSnapshot(snap.rows, snap.groups, snap.end_offsets, taken["ms"])
+
+    tracker = StatusTracker(window=2, interval_s=30)
+    collector = LagCollector(query, min_interval_s=15, clock=lambda: now["t"], tracker=tracker)
+    text = _scrape(collector)
+    assert 'guardstream_consumergroup_lag_status{group="g",partition="0",topic="t"} 0.0' in text
+    assert 'guardstream_consumergroup_status{group="g"} 0.0' in text
+    # A reused query is not a sample, however much time the snapshot claims has passed.
+    now["t"], taken["ms"] = 1.0, NOW + 60_000
+    assert 'lag_status{group="g",partition="0",topic="t"} 0.0' in _scrape(collector)
+    now["t"] = 15.0
+    text = _scrape(collector)
+    assert 'guardstream_consumergroup_lag_status{group="g",partition="0",topic="t"} 3.0' in text
+    assert 'guardstream_consumergroup_lag_status{group="g",partition="1",topic="t"} 0.0' in text
+    assert 'guardstream_consumergroup_status{group="g"} 3.0' in text
+
+
+def test_collector_without_tracker_exports_no_status() -> None:
+    assert "lag_status" not in _scrape(LagCollector(_snapshot, min_interval_s=0))
+
+
+def test_judge_reads_members_and_commits_from_the_snapshot() -> None:
+    snap = _snapshot()
+    tracker = StatusTracker(window=2, interval_s=0)
+    judge(tracker, snap)
+    stopped = LagSnapshot(snap.rows, [GroupInfo("g", "EMPTY", 0)], snap.end_offsets, NOW + 1)
+    statuses = judge(tracker, stopped)
+    assert statuses[("g", "t", 0)].status is LagStatus.STOP
+    assert statuses[("g", "t", 1)].observations == 0  # no commit: nothing to judge
