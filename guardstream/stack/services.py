@@ -112,15 +112,8 @@ def _kafka_config(
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write("".join(f"{k}={v}\n" for k, v in props.items()))
-    (home / "log4j.properties").write_text(
-        "log4j.rootLogger=INFO, stdout\n"
-        "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
-        "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
-        "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
-        "log4j.logger.kafka.request.logger=WARN\n"
-        "log4j.logger.state.change.logger=WARN\n"
-        "log4j.logger.org.apache.kafka.controller=WARN\n"
-    )
+    logging = fetch.broker_logging(settings.kafka_version)
+    (home / logging.config_file).write_text(logging_config(logging))
     formatted = False
     if not (data / "meta.properties").exists():
         data.mkdir(parents=True, exist_ok=True)
@@ -133,7 +126,7 @@ def _kafka_config(
                 settings.java,
                 "-cp",
                 f"{libs}/*",
-                *_log4j(home),
+                *logging.jvm_flags(home),
                 "kafka.tools.StorageTool",
                 "format",
                 # One argument with `=`: a random id starts with "-" one time in 64, and
@@ -157,8 +150,34 @@ def _kafka_config(
     return conf, formatted
 
 
-def _log4j(home: Path) -> list[str]:
-    return [f"-Dlog4j.configuration=file:{home / 'log4j.properties'}"]
+# Loggers that repeat every request or metadata change at INFO; WARN keeps their problems.
+_QUIET_LOGGERS = ("kafka.request.logger", "state.change.logger", "org.apache.kafka.controller")
+_PATTERN = "[%d] %p %m (%c)%n"
+
+
+def logging_config(logging: fetch.BrokerLogging) -> str:
+    """The broker's logging config (to stdout, i.e. its log file) in its backend's syntax."""
+    if logging is fetch.LOG4J:
+        return (
+            "log4j.rootLogger=INFO, stdout\n"
+            "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
+            f"log4j.appender.stdout.layout.ConversionPattern={_PATTERN}\n"
+            + "".join(f"log4j.logger.{name}=WARN\n" for name in _QUIET_LOGGERS)
+        )
+    return (
+        "status=warn\n"
+        "appender.stdout.type=Console\n"
+        "appender.stdout.name=STDOUT\n"
+        "appender.stdout.layout.type=PatternLayout\n"
+        f"appender.stdout.layout.pattern={_PATTERN}\n"
+        "rootLogger.level=INFO\n"
+        "rootLogger.appenderRef.stdout.ref=STDOUT\n"
+        + "".join(
+            f"logger.quiet{i}.name={name}\nlogger.quiet{i}.level=WARN\n"
+            for i, name in enumerate(_QUIET_LOGGERS)
+        )
+    )
 
 
 def _wait(
@@ -247,7 +266,7 @@ def up(settings: Settings, console: Console, *, secured: bool = False) -> Settin
                 "-XX:+UseG1GC",
                 "-Djava.awt.headless=true",
                 f"{'-Dguardstream.service='}kafka",
-                *_log4j(home),
+                *fetch.broker_logging(settings.kafka_version).jvm_flags(home),
                 "-cp",
                 f"{libs}/*",
                 "kafka.Kafka",
