@@ -30,18 +30,23 @@ _DOWNLOADED = re.compile(r"Downloaded from \S+: (\S+) \(([^)]*)\)")
 _ERROR = re.compile(r"\[ERROR\] (.*)")
 
 
-_MAJOR = re.compile(r"(\d+)\.\d+")
+_LINE = re.compile(r"(\d+)\.(\d+)")
 
 
-def kafka_major(version: str) -> int:
-    """The major version of a Kafka release ("4.1.1" -> 4), or a one-line error."""
-    m = _MAJOR.match(version)
+def kafka_line(version: str) -> tuple[int, int]:
+    """The (major, minor) of a Kafka release ("4.1.1" -> (4, 1)), or a one-line error."""
+    m = _LINE.match(version)
     if m is None:
         raise GuardstreamError(
             f"GUARDSTREAM_KAFKA_VERSION '{version}' is not a Kafka version",
             "set it to a release such as 3.9.1 or 4.1.1 (or unset it for the default)",
         )
-    return int(m.group(1))
+    return int(m.group(1)), int(m.group(2))
+
+
+def kafka_major(version: str) -> int:
+    """The major version of a Kafka release ("4.1.1" -> 4)."""
+    return kafka_line(version)[0]
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,33 @@ def check_java(settings: Settings) -> int:
     return major
 
 
+# The Kafka version that formatted <data dir>/kafka: its metadata log starts at that
+# version's metadata.version, which an older Kafka line cannot read.
+FORMATTED_BY = "formatted-by"
+
+
+def check_formatted_version(settings: Settings) -> None:
+    """Refuse to start a broker older than the one that formatted the data dir, naming the fix.
+
+    Without this the broker dies at start with a stack trace ending in "No MetadataVersion
+    with feature level 27" (Kafka 3.9 on a log formatted by 4.1). Newer on older is fine: the
+    metadata.version stays where it was (3.9 -> 4.1 -> 3.9 was tried). Data dirs formatted
+    before this file existed are not checked.
+    """
+    try:
+        stored = (settings.data_dir / "kafka" / FORMATTED_BY).read_text().strip()
+    except FileNotFoundError:
+        return
+    if fetch.kafka_line(stored) > fetch.kafka_line(settings.kafka_version):
+        raise GuardstreamError(
+            f"{settings.data_dir / 'kafka'} was formatted by Kafka {stored}, whose metadata "
+            f"log Kafka {settings.kafka_version} cannot read",
+            f"set GUARDSTREAM_KAFKA_VERSION={stored}, or `guardstream stack down` and set "
+            f"GUARDSTREAM_DATA_DIR to another directory (or delete {settings.data_dir / 'kafka'} "
+            "to start over)",
+        )
+
+
 def _port_taken_error(what: str, host: str, port: int, env: str) -> GuardstreamError:
     return GuardstreamError(
         f"port {host}:{port} for the {what} is taken by a process guardstream did not start",
@@ -146,6 +173,7 @@ def _kafka_config(
                 f"delete {data} and run `guardstream stack up` again",
             )
         secure.record_mode(settings, users is not None)
+        (home / FORMATTED_BY).write_text(settings.kafka_version + "\n")
         formatted = True
     return conf, formatted
 
@@ -242,6 +270,7 @@ def up(settings: Settings, console: Console, *, secured: bool = False) -> Settin
     late = users or []
 
     if kafka.pid() is None:
+        check_formatted_version(settings)
         if port_open(settings.host, settings.kafka_port):
             raise _port_taken_error(
                 "broker", settings.host, settings.kafka_port, "GUARDSTREAM_KAFKA_PORT"

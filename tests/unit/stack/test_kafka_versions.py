@@ -87,3 +87,31 @@ def test_a_cache_with_the_other_binding_is_fetched_again(
     assert not list(libs.glob("slf4j-reload4j-*"))
     fetch.ensure_kafka(settings, Console(quiet=True))  # now cached
     assert len(runs) == 1
+
+
+@pytest.mark.parametrize(
+    ("formatted_by", "running", "refused"),
+    [
+        ("4.1.1", "3.9.1", True),  # 3.9 dies on 4.1's metadata.version (feature level 27)
+        ("4.1.1", "4.0.0", True),
+        ("3.9.1", "4.1.1", False),  # an upgrade keeps the old metadata.version
+        ("4.1.2", "4.1.1", False),  # patch releases share the metadata.version
+        (None, "3.9.1", False),  # formatted before the version was recorded
+    ],
+)
+def test_an_older_broker_on_a_newer_data_dir_names_the_fix(
+    tmp_path: Path, formatted_by: str | None, running: str, refused: bool
+) -> None:
+    settings = Settings(cache_dir=tmp_path, data_dir=tmp_path / "data", kafka_version=running)
+    (settings.data_dir / "kafka").mkdir(parents=True)
+    if formatted_by:
+        (settings.data_dir / "kafka" / services.FORMATTED_BY).write_text(formatted_by + "\n")
+    if not refused:
+        services.check_formatted_version(settings)
+        return
+    with pytest.raises(GuardstreamError) as info:
+        services.check_formatted_version(settings)
+    assert f"formatted by Kafka {formatted_by}" in info.value.cause
+    assert f"GUARDSTREAM_KAFKA_VERSION={formatted_by}" in info.value.fix
+    assert "GUARDSTREAM_DATA_DIR" in info.value.fix
+    assert "\n" not in str(info.value)
