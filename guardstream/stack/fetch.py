@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -27,6 +28,53 @@ from guardstream.errors import GuardstreamError
 _PROGRESS = re.compile(r"Progress \(\d+\): (.*)")
 _DOWNLOADED = re.compile(r"Downloaded from \S+: (\S+) \(([^)]*)\)")
 _ERROR = re.compile(r"\[ERROR\] (.*)")
+
+
+_LINE = re.compile(r"(\d+)\.(\d+)")
+
+
+def kafka_line(version: str) -> tuple[int, int]:
+    """The (major, minor) of a Kafka release ("4.1.1" -> (4, 1)), or a one-line error."""
+    m = _LINE.match(version)
+    if m is None:
+        raise GuardstreamError(
+            f"GUARDSTREAM_KAFKA_VERSION '{version}' is not a Kafka version",
+            "set it to a release such as 3.9.1 or 4.1.1 (or unset it for the default)",
+        )
+    return int(m.group(1)), int(m.group(2))
+
+
+def kafka_major(version: str) -> int:
+    """The major version of a Kafka release ("4.1.1" -> 4)."""
+    return kafka_line(version)[0]
+
+
+@dataclass(frozen=True)
+class BrokerLogging:
+    """How one Kafka line logs: the pom profile with its slf4j binding, and the config."""
+
+    profile: str
+    binding_glob: str  # the binding's jar in libs/, to tell a cache from before a change
+    config_file: str
+    jvm_property: str
+
+    def jvm_flags(self, home: Path) -> list[str]:
+        """The JVM flags that point the broker (or a tool) at the config in `home`."""
+        return [f"-D{self.jvm_property}=file:{home / self.config_file}"]
+
+
+# Kafka 3.x ships reload4j (log4j 1 syntax); 4.0 moved to log4j2 (KIP-653).
+LOG4J = BrokerLogging(
+    "kafka-log4j", "slf4j-reload4j-*.jar", "log4j.properties", "log4j.configuration"
+)
+LOG4J2 = BrokerLogging(
+    "kafka-log4j2", "log4j-slf4j-impl-*.jar", "log4j2.properties", "log4j2.configurationFile"
+)
+
+
+def broker_logging(version: str) -> BrokerLogging:
+    """The logging backend of a Kafka version."""
+    return LOG4J2 if kafka_major(version) >= 4 else LOG4J
 
 
 def kafka_home(settings: Settings) -> Path:
@@ -126,14 +174,16 @@ def _run_mvn(settings: Settings, args: list[str], what: str, console: Console) -
 def ensure_kafka(settings: Settings, console: Console) -> Path:
     """Return the broker's jar directory, fetching it first unless the cache is complete."""
     home = kafka_home(settings)
-    if _manifest_ok(home):
-        return home / "libs"
-    shutil.rmtree(home, ignore_errors=True)
     libs = home / "libs"
+    logging = broker_logging(settings.kafka_version)
+    # A cache fetched before the binding was chosen by version holds the wrong one.
+    if _manifest_ok(home) and any(libs.glob(logging.binding_glob)):
+        return libs
+    shutil.rmtree(home, ignore_errors=True)
     _run_mvn(
         settings,
         [
-            "-Pkafka",
+            f"-Pkafka,{logging.profile}",
             "dependency:copy-dependencies",
             "-DincludeScope=runtime",
             f"-DoutputDirectory={libs}",

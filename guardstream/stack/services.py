@@ -93,6 +93,33 @@ def check_java(settings: Settings) -> int:
     return major
 
 
+# The Kafka version that formatted <data dir>/kafka: its metadata log starts at that
+# version's metadata.version, which an older Kafka line cannot read.
+FORMATTED_BY = "formatted-by"
+
+
+def check_formatted_version(settings: Settings) -> None:
+    """Refuse to start a broker older than the one that formatted the data dir, naming the fix.
+
+    Without this the broker dies at start with a stack trace ending in "No MetadataVersion
+    with feature level 27" (Kafka 3.9 on a log formatted by 4.1). Newer on older is fine: the
+    metadata.version stays where it was (3.9 -> 4.1 -> 3.9 was tried). Data dirs formatted
+    before this file existed are not checked.
+    """
+    try:
+        stored = (settings.data_dir / "kafka" / FORMATTED_BY).read_text().strip()
+    except FileNotFoundError:
+        return
+    if fetch.kafka_line(stored) > fetch.kafka_line(settings.kafka_version):
+        raise GuardstreamError(
+            f"{settings.data_dir / 'kafka'} was formatted by Kafka {stored}, whose metadata "
+            f"log Kafka {settings.kafka_version} cannot read",
+            f"set GUARDSTREAM_KAFKA_VERSION={stored}, or `guardstream stack down` and set "
+            f"GUARDSTREAM_DATA_DIR to another directory (or delete {settings.data_dir / 'kafka'} "
+            "to start over)",
+        )
+
+
 def _port_taken_error(what: str, host: str, port: int, env: str) -> GuardstreamError:
     return GuardstreamError(
         f"port {host}:{port} for the {what} is taken by a process guardstream did not start",
@@ -155,15 +182,8 @@ def _kafka_config(
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write("".join(f"{k}={v}\n" for k, v in props.items()))
-    (home / "log4j.properties").write_text(
-        "log4j.rootLogger=INFO, stdout\n"
-        "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
-        "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
-        "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
-        "log4j.logger.kafka.request.logger=WARN\n"
-        "log4j.logger.state.change.logger=WARN\n"
-        "log4j.logger.org.apache.kafka.controller=WARN\n"
-    )
+    logging = fetch.broker_logging(settings.kafka_version)
+    (home / logging.config_file).write_text(logging_config(logging))
     formatted = False
     if not (data / "meta.properties").exists():
         data.mkdir(parents=True, exist_ok=True)
@@ -174,7 +194,7 @@ def _kafka_config(
                 settings.java,
                 "-cp",
                 f"{libs}/*",
-                *_log4j(home),
+                *logging.jvm_flags(home),
                 "kafka.tools.StorageTool",
                 "format",
                 # One argument with `=`: a random id starts with "-" one time in 64, and
@@ -196,6 +216,7 @@ def _kafka_config(
         if node.node_id == 1:
             secure.record_mode(settings, users is not None)
             _size_file(settings).write_text(f"{settings.brokers}\n")
+            (home / FORMATTED_BY).write_text(settings.kafka_version + "\n")
         formatted = True
     return conf, formatted
 
@@ -251,8 +272,34 @@ def _cluster_id(settings: Settings) -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
-def _log4j(home: Path) -> list[str]:
-    return [f"-Dlog4j.configuration=file:{home / 'log4j.properties'}"]
+# Loggers that repeat every request or metadata change at INFO; WARN keeps their problems.
+_QUIET_LOGGERS = ("kafka.request.logger", "state.change.logger", "org.apache.kafka.controller")
+_PATTERN = "[%d] %p %m (%c)%n"
+
+
+def logging_config(logging: fetch.BrokerLogging) -> str:
+    """The broker's logging config (to stdout, i.e. its log file) in its backend's syntax."""
+    if logging is fetch.LOG4J:
+        return (
+            "log4j.rootLogger=INFO, stdout\n"
+            "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
+            f"log4j.appender.stdout.layout.ConversionPattern={_PATTERN}\n"
+            + "".join(f"log4j.logger.{name}=WARN\n" for name in _QUIET_LOGGERS)
+        )
+    return (
+        "status=warn\n"
+        "appender.stdout.type=Console\n"
+        "appender.stdout.name=STDOUT\n"
+        "appender.stdout.layout.type=PatternLayout\n"
+        f"appender.stdout.layout.pattern={_PATTERN}\n"
+        "rootLogger.level=INFO\n"
+        "rootLogger.appenderRef.stdout.ref=STDOUT\n"
+        + "".join(
+            f"logger.quiet{i}.name={name}\nlogger.quiet{i}.level=WARN\n"
+            for i, name in enumerate(_QUIET_LOGGERS)
+        )
+    )
 
 
 def _wait(
@@ -337,6 +384,7 @@ def up(settings: Settings, console: Console, *, secured: bool = False) -> Settin
     for node in nodes(settings):
         if node.service.pid() is not None:
             continue
+        check_formatted_version(settings)
         if port_open(settings.host, node.port):
             raise _port_taken_error("broker", settings.host, node.port, "GUARDSTREAM_KAFKA_PORT")
         if port_open(settings.host, node.controller_port):
@@ -359,7 +407,7 @@ def up(settings: Settings, console: Console, *, secured: bool = False) -> Settin
                 "-XX:+UseG1GC",
                 "-Djava.awt.headless=true",
                 f"-Dguardstream.service={node.service.name}",
-                *_log4j(home),
+                *fetch.broker_logging(settings.kafka_version).jvm_flags(home),
                 "-cp",
                 f"{libs}/*",
                 "kafka.Kafka",
