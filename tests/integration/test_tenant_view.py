@@ -37,8 +37,9 @@ from guardstream.streams.topics import USAGE_TYPE, subject_for
 from tests import SCHEMA_DIR, free_port
 
 from .conftest import TENANTS_FILE, Results, Worker, worker_env
+from .exactness import headers as _headers
+from .exactness import ready as _ready
 from .test_first_slice import _data, _sdk_message, _send
-from .test_metering_crash import _headers, _ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 TENANT = "meterview"
