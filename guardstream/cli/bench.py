@@ -320,6 +320,92 @@ def bench_restore_cmd(
     )
 
 
+@app.command("failover")
+def bench_failover_cmd(
+    keys: Annotated[
+        str,
+        typer.Option("--keys", "-k", help="table entries in the changelog, comma-separated sizes"),
+    ] = "1000,100000",
+    standbys: Annotated[
+        str, typer.Option(help="table standby replica counts to compare, comma-separated")
+    ] = "0,1",
+) -> None:
+    """Time from a worker's kill -9 to its tenants' decisions, with and without standbys.
+
+    For each size and standby count: a fresh changelog with synthetic meter entries, two
+    workers ready with every changelog partition read, probes for the tenants of one of them,
+    then kill -9 of that one. Seconds from the kill until the survivor starts rebalancing
+    (detection: the session timeout), is ready again holding every partition, and decides
+    the first probe sent after the kill.
+    """
+    from guardstream.errors import GuardstreamError
+    from guardstream.ops.failover import measure
+    from guardstream.ops.restore import MIN_KEYS
+
+    try:
+        sizes = [int(k.replace("_", "")) for k in keys.split(",")]
+        counts = [int(n) for n in standbys.split(",")]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if min(sizes) < MIN_KEYS:
+        raise GuardstreamError(
+            f"--keys {min(sizes):,} is too few to measure a failover",
+            f"use at least {MIN_KEYS:,} keys",
+        )
+    started = time.monotonic()
+    results = []
+    with _progress(28) as progress:
+        runs = [(n, c) for n in sizes for c in counts]
+        tasks = {
+            run: progress.add_task(
+                f"{run[0]:,} keys, {run[1]} standby", total=run[0], start=False, status="waiting"
+            )
+            for run in runs
+        }
+        for n, c in runs:
+            task = tasks[(n, c)]
+            progress.start_task(task)
+            results.append(
+                measure(
+                    get_settings(),
+                    n,
+                    c,
+                    functools.partial(_task_status, progress, task),
+                    functools.partial(_task_done, progress, task),
+                )
+            )
+            progress.update(task, status="done")
+    table = Table(
+        "keys",
+        "standbys",
+        "detect s",
+        "restore s",
+        "ready s",
+        "decision s",
+        "replayed",
+        title="seconds from kill -9 of one of two workers",
+        caption="detect: the survivor starts rebalancing (session timeout "
+        f"{results[0].session_timeout_s:g} s) · restore: detect → ready again with every "
+        "partition · decision: the first probe sent after the kill is decided · replayed: "
+        "changelog entries the survivor replayed / entries in the partitions it took over",
+    )
+    for r in results:
+        table.add_row(
+            f"{r.keys:,}",
+            str(r.standbys),
+            f"{r.detect_s:.1f}",
+            f"{r.restore_s:.1f}",
+            f"{r.ready_s:.1f}",
+            f"{r.decision_s:.1f}",
+            f"{r.replayed:,} / {r.taken_over_entries:,}",
+        )
+    console.print(table)
+    console.print(
+        f"took {time.monotonic() - started:.0f} s; load average now "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+    )
+
+
 def _task_status(progress: Any, task: Any, text: str) -> None:
     progress.update(task, status=text)
 
