@@ -56,7 +56,7 @@ PROBE_INTERVAL_S = 0.1
 POLL_S = 0.05  # how often the survivor's readiness is read: the resolution of the figures
 
 # A row of Faust's recovery log tables: topic (or a ditto mark), partition, offset.
-_ROW = re.compile(r"│\s*(\S+)\s*│\s*(\d+)\s*│\s*(-?\d+)\s*│")
+_ROW = re.compile(r"[|│]\s*(\S+)\s*[|│]\s*(\d+)\s*[|│]\s*(-?\d+)\s*[|│]")
 HIGHWATER_TITLE = "Highwater for active changelog partitions"
 STARTS_TITLE = "active offsets at start of reading"
 
@@ -110,11 +110,17 @@ def recovery_table(log_text: str, title: str, topic: str) -> dict[int, int]:
     return found
 
 
-def replayed_entries(log_text: str, topic: str, partitions: Iterable[int]) -> int:
-    """Changelog entries the worker's last recovery replayed into `partitions` of `topic`."""
+def takeover_replay(log_text: str, topic: str, partitions: Iterable[int]) -> tuple[int, int]:
+    """(entries replayed, entries held) in `partitions` of `topic` at the last recovery.
+
+    From the worker's log: what its last recovery had to read into those changelog
+    partitions, and how many entries they held then (the fill and the writes since).
+    """
     highwaters = recovery_table(log_text, HIGHWATER_TITLE, topic)
     starts = recovery_table(log_text, STARTS_TITLE, topic)
-    return sum(max(0, highwaters.get(p, -1) - starts.get(p, -1)) for p in partitions)
+    # Both tables hold offsets of records ("last offset", "last one read"); -1 is none.
+    replayed = sum(max(0, highwaters.get(p, -1) - starts.get(p, -1)) for p in partitions)
+    return replayed, sum(highwaters.get(p, -1) + 1 for p in partitions)
 
 
 @dataclass
@@ -215,11 +221,17 @@ def _held(partitions: Iterable[str], topic: str) -> set[int]:
 
 
 def _changelogs_read(w: _Worker, topic: str) -> bool:
-    """Every changelog partition the worker holds (active or standby) is read to its end."""
-    parts = w.partitions()
-    held = [v for k, v in parts.items() if k.startswith(f"{topic}[")]
+    """Every changelog partition the worker holds (active or standby) is read to its end.
+
+    Faust's active recovery stops once it has the partition's last record and pauses the
+    partition, where the client's position may still point at that record (one short of the
+    end): so one short counts as read. Standby partitions keep being fetched.
+    """
+    held = [v for k, v in w.partitions().items() if k.startswith(f"{topic}[")]
     return bool(held) and all(
-        v["position"] is not None and v["highwater"] is not None and v["position"] >= v["highwater"]
+        v["position"] is not None
+        and v["highwater"] is not None
+        and v["position"] + 1 >= v["highwater"]
         for v in held
     )
 
@@ -258,7 +270,7 @@ def measure(
         status("creating topics")
         request_id = prepare_pipeline(s, tmp)
         status("filling the changelog")
-        produced, _size = fill_changelog(s, keys, advance)
+        fill_changelog(s, keys, advance)
         status("starting two workers")
         workers = []
         for name in ("a", "b"):
@@ -309,7 +321,7 @@ def measure(
                 decision = None if at is None else at - t0
             time.sleep(POLL_S)
         assert detect is not None
-        replayed = replayed_entries(survivor.log.read_text(errors="replace"), changelog, lost)
+        replayed, held = takeover_replay(survivor.log.read_text(errors="replace"), changelog, lost)
         return FailoverResult(
             s.app_id,
             keys,
@@ -320,7 +332,7 @@ def measure(
             ready,
             decision,
             replayed,
-            sum(produced[p] for p in lost),
+            held,
         )
     finally:
         status("cleaning up")
