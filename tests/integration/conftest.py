@@ -84,6 +84,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "GUARDSTREAM_WORKER_STATE_DIR": str(settings.state_dir),
         "GUARDSTREAM_RESERVATION_TTL_S": str(settings.reservation_ttl_s),
         "GUARDSTREAM_DEDUP_WINDOW_S": str(settings.dedup_window_s),
+        "GUARDSTREAM_SESSION_TIMEOUT_S": str(settings.session_timeout_s),
+        "GUARDSTREAM_TABLE_STANDBY_REPLICAS": str(settings.table_standby_replicas),
         "GUARDSTREAM_AUTH_SECRETS_FILE": str(settings.auth_secrets_path),
     }
 
