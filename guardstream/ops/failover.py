@@ -82,31 +82,44 @@ class FailoverResult:
         return self.ready_s - self.detect_s
 
 
+def _log_text(log_text: str) -> list[str]:
+    """The worker log as plain lines: each JSON record's message, other lines as they are."""
+    out: list[str] = []
+    for line in log_text.splitlines():
+        if line.startswith("{"):
+            try:
+                out.extend(str(json.loads(line).get("message", "")).splitlines())
+                continue
+            except ValueError:
+                pass
+        out.append(line)
+    return out
+
+
 def recovery_table(log_text: str, title: str, topic: str) -> dict[int, int]:
     """Per partition of `topic`, the offsets of the last Faust recovery table named `title`.
 
     Before each replay Faust logs, at info level, tables of the active changelog partitions:
     "Highwater for active changelog partitions" (the last offset in each) and "active offsets
     at start of reading" (the last offset the local store already has; -1: none, i.e. a
-    replay from the beginning). The worker logs JSON lines or text; both carry the table in
-    the message. A later recovery supersedes an earlier one.
+    replay from the beginning). The worker logs JSON lines or text; both are read.
     """
+    lines = _log_text(log_text)
+    hits = [i for i, line in enumerate(lines) if title.lower() in line.lower()]
+    if not hits:
+        return {}
     found: dict[int, int] = {}
-    for line in log_text.splitlines():
-        text = line
-        if line.startswith("{"):
-            try:
-                text = str(json.loads(line).get("message", ""))
-            except ValueError:
-                continue
-        if title.lower() not in text.lower():
-            continue
-        found = {}
-        current = None
-        for name, partition, offset in _ROW.findall(text):
-            current = name if name != "〃" else current  # a ditto mark repeats the topic
-            if current == topic:
-                found[int(partition)] = int(offset)
+    current = None
+    for line in lines[hits[-1] + 1 :]:
+        row = _ROW.search(line)
+        if row is None:
+            if line.lstrip().startswith(("+", "|", "│", "┃", "┏", "┡", "└")):
+                continue  # borders and the heading
+            break  # the table is over
+        name, partition, offset = row.groups()
+        current = name if name != "〃" else current  # a ditto mark repeats the topic above
+        if current == topic:
+            found[int(partition)] = int(offset)
     return found
 
 
