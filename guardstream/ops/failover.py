@@ -317,17 +317,26 @@ def measure(
         t0 = time.monotonic()
         victim.proc.wait()
         run.procs.remove(victim.proc)  # killed on purpose: not a failure for `check_alive`
+        lost_metering = set(lost)
+
+        def held_by_survivor() -> set[int]:
+            return _held(survivor.partitions(), metering)
+
         detect = ready = decision = None
         deadline = t0 + timeout_s
         while ready is None or decision is None:
             run.check_alive()
             now = time.monotonic()
             if now > deadline:
-                raise GuardstreamError("the survivor never took over", run.log_tail())
+                raise GuardstreamError(
+                    f"no takeover within {timeout_s:.0f} s of the kill (rebalance seen after "
+                    f"{detect} s, ready again after {ready} s, probe decided after {decision} s)",
+                    run.log_tail(),
+                )
             if detect is None:
                 if not survivor.ready():
                     detect = now - t0
-            elif ready is None and survivor.ready():
+            elif ready is None and survivor.ready() and lost_metering <= held_by_survivor():
                 ready = time.monotonic() - t0
             if decision is None:
                 at = probes.first_decided_sent_after(t0)
