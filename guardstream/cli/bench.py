@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -265,24 +266,10 @@ def bench_restore_cmd(
             f"use at least {MIN_KEYS:,} keys",
         )
     started = time.monotonic()
-    results = []
-    with _progress(16) as progress:
-        tasks = {
-            n: progress.add_task(f"{n:,} keys", total=n, start=False, status="waiting")
-            for n in sizes
-        }
-        for n in sizes:
-            task = tasks[n]
-            progress.start_task(task)
-            results.append(
-                measure(
-                    get_settings(),
-                    n,
-                    functools.partial(_task_status, progress, task),
-                    functools.partial(_task_done, progress, task),
-                )
-            )
-            progress.update(task, status="done")
+    results = _each_with_progress(
+        [(f"{n:,} keys", n, functools.partial(measure, get_settings(), n)) for n in sizes],
+        16,
+    )
     table = Table(
         "keys",
         "tenants",
@@ -353,28 +340,14 @@ def bench_failover_cmd(
             f"use at least {MIN_KEYS:,} keys",
         )
     started = time.monotonic()
-    results = []
-    with _progress(28) as progress:
-        runs = [(n, c) for n in sizes for c in counts]
-        tasks = {
-            run: progress.add_task(
-                f"{run[0]:,} keys, {run[1]} standby", total=run[0], start=False, status="waiting"
-            )
-            for run in runs
-        }
-        for n, c in runs:
-            task = tasks[(n, c)]
-            progress.start_task(task)
-            results.append(
-                measure(
-                    get_settings(),
-                    n,
-                    c,
-                    functools.partial(_task_status, progress, task),
-                    functools.partial(_task_done, progress, task),
-                )
-            )
-            progress.update(task, status="done")
+    results = _each_with_progress(
+        [
+            (f"{n:,} keys, {c} standby", n, functools.partial(measure, get_settings(), n, c))
+            for n in sizes
+            for c in counts
+        ],
+        28,
+    )
     table = Table(
         "keys",
         "standbys",
@@ -404,6 +377,36 @@ def bench_failover_cmd(
         f"took {time.monotonic() - started:.0f} s; load average now "
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
     )
+
+
+_Result = TypeVar("_Result")
+Measurement = Callable[[Callable[[str], None], Callable[[int], None]], _Result]
+
+
+def _each_with_progress(
+    runs: list[tuple[str, int, Measurement[_Result]]], label_width: int
+) -> list[_Result]:
+    """Run each (label, keys, measurement) in turn with a progress line each.
+
+    A measurement is called with a status callback (a word for the progress line) and an
+    advance callback (keys filled so far, out of the run's total).
+    """
+    results = []
+    with _progress(label_width) as progress:
+        tasks = [
+            progress.add_task(label, total=total, start=False, status="waiting")
+            for label, total, _ in runs
+        ]
+        for task, (_, _, run) in zip(tasks, runs, strict=True):
+            progress.start_task(task)
+            results.append(
+                run(
+                    functools.partial(_task_status, progress, task),
+                    functools.partial(_task_done, progress, task),
+                )
+            )
+            progress.update(task, status="done")
+    return results
 
 
 def _task_status(progress: Any, task: Any, text: str) -> None:
