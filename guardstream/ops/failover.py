@@ -8,9 +8,11 @@ read from the changelog, and replays only what that copy lacks; without, it repl
 whole changelog first. For each size and standby count, on a fresh topic prefix and app id:
 
 1. fill: K synthetic meter entries in the changelog (`guardstream.ops.restore`);
-2. two `python -m guardstream worker` processes on empty state directories, waited for until
-   both answer `/health/ready` and every changelog partition each holds (active or standby)
-   is read to its end (`/debug/consumer`), so the standbys are warm when the kill comes;
+2. two `python -m guardstream worker` processes on empty state directories, the victim first
+   (alone, it restores everything) and then the survivor (which never holds the victim's
+   partitions but as standbys), each waited for until it answers `/health/ready` and every
+   changelog partition it holds (active or standby) is read to its end (`/debug/consumer`),
+   so the standbys are warm when the kill comes;
 3. probes: one request every 100 ms for tenants whose metering partitions the victim holds,
    each decided before the kill (the pipeline is live);
 4. kill -9 of the victim, then from that instant: when the survivor starts rebalancing
@@ -284,9 +286,16 @@ def measure(
         request_id = prepare_pipeline(s, tmp)
         status("filling the changelog")
         fill_changelog(s, keys, advance)
-        status("starting two workers")
-        workers = []
-        for name in ("a", "b"):
+        workers: list[_Worker] = []
+
+        def settled() -> bool:
+            return all(w.ready() and _changelogs_read(w, changelog) for w in workers)
+
+        # One after the other: the survivor must never have held the victim's partitions, or
+        # its RocksDB would keep a copy of them from before the split, standby or not. So the
+        # victim starts alone (and restores everything), the survivor joins and gets a share.
+        for name in ("victim", "survivor"):
+            status(f"starting the {name}; restoring")
             port = free_port()
             env = {
                 **worker_env(s, tmp / f"state-{name}", port),
@@ -295,13 +304,8 @@ def measure(
             argv = [sys.executable, "-m", "guardstream", "worker", "--loglevel", "info"]
             proc = run.start(name, argv, env)
             workers.append(_Worker(name, proc, f"http://{s.host}:{port}", tmp / f"{name}.log"))
+            _wait(run, f"the {name} ready with its changelogs read", settled, timeout_s)
         victim, survivor = workers
-        status("restoring (both workers)")
-
-        def settled() -> bool:
-            return all(w.ready() and _changelogs_read(w, changelog) for w in workers)
-
-        _wait(run, "both workers ready with their changelogs read", settled, timeout_s)
         metering = s.topic(Topic.METERING)
         lost = sorted(_held(victim.partitions(), metering))
         if not lost:

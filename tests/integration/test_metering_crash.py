@@ -352,11 +352,14 @@ def _two_workers_one_goes(
     Every request and usage report must get its outcome, and neither log may show a crash
     or a record that never reached its agent; `sc.check()` is left to the caller.
     """
+    # One after the other, so the second never held the first's partitions (its RocksDB would
+    # keep a copy of them, standby or not); both members of the group, partitions split and
+    # tables recovered, before traffic.
     first = sc.worker("worker-a", **changes)
+    _wait("the first worker ready", lambda: _ready(first), 120)
     second = sc.worker(
         "worker-b", worker_web_port=free_port(), worker_state_dir=tmp_path / "state-b", **changes
     )
-    # Both members of the group, partitions split and tables recovered, before traffic.
     _wait("both workers ready", lambda: _ready(first) and _ready(second), 120)
     sc.send_requests()
     _wait(
