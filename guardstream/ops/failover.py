@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -224,10 +225,14 @@ class _Worker:
         r = self.get("/health/ready")
         return r is not None and r.status_code == 200
 
+    def snapshot(self) -> dict[str, Any]:
+        """`/debug/consumer` (`guardstream.runtime.diagnostics`); empty when it does not answer."""
+        r = self.get("/debug/consumer")
+        return r.json() if r is not None and r.status_code == 200 else {}  # type: ignore[no-any-return]
+
     def partitions(self) -> dict[str, dict[str, int | None]]:
         """`/debug/consumer`'s partitions, by "topic[partition]"."""
-        r = self.get("/debug/consumer")
-        return r.json().get("partitions", {}) if r is not None and r.status_code == 200 else {}
+        return self.snapshot().get("partitions", {})  # type: ignore[no-any-return]
 
 
 def _held(partitions: Iterable[str], topic: str) -> set[int]:
@@ -238,17 +243,21 @@ def _held(partitions: Iterable[str], topic: str) -> set[int]:
 def _changelogs_read(w: _Worker, topic: str) -> bool:
     """Every changelog partition the worker holds (active or standby) is read to its end.
 
-    Faust's active recovery stops once it has the partition's last record and pauses the
-    partition, where the client's position may still point at that record (one short of the
-    end): so one short counts as read. Standby partitions keep being fetched.
+    Actives: the client's position. Faust's recovery stops once it has a partition's last
+    record and pauses it, where the position may still point at that record: so one short
+    counts as read (readiness covers the rest). Standbys: what the recovery has taken in,
+    which lags the position while fetched records wait to be applied.
     """
-    held = [v for k, v in w.partitions().items() if k.startswith(f"{topic}[")]
-    return bool(held) and all(
-        v["position"] is not None
-        and v["highwater"] is not None
-        and v["position"] + 1 >= v["highwater"]
-        for v in held
-    )
+    snapshot = w.snapshot()
+    parts = snapshot.get("partitions", {})
+    held = {k: v for k, v in parts.items() if k.startswith(f"{topic}[")}
+    standbys: dict[str, int | None] = snapshot.get("standbys", {})
+    for name, v in held.items():
+        end = v["highwater"]
+        done = standbys[name] if name in standbys else v["position"]
+        if end is None or done is None or done + 1 < end:
+            return False
+    return bool(held)
 
 
 def _wait(run: Run, what: str, done: Callable[[], bool], timeout_s: float) -> None:
