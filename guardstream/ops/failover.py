@@ -31,7 +31,6 @@ import json
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -47,12 +46,16 @@ from guardstream.errors import GuardstreamError
 from guardstream.ops.bench import (
     BENCH_TENANTS,
     RequestSender,
-    bench_settings,
     prepare_pipeline,
     worker_env,
 )
 from guardstream.ops.compare import Run, free_port
-from guardstream.ops.restore import MIN_KEYS, changelog_topic, fill_changelog, tenant_partition
+from guardstream.ops.restore import (
+    changelog_topic,
+    fill_changelog,
+    fresh_run,
+    tenant_partition,
+)
 from guardstream.streams.topics import Topic
 
 PROBE_INTERVAL_S = 0.1
@@ -277,14 +280,8 @@ def measure(
     advance: Callable[[int], None],
 ) -> FailoverResult:
     """Fill a changelog with `keys` entries, run two workers, kill one, time the takeover."""
-    if keys < MIN_KEYS:
-        raise GuardstreamError(
-            f"--keys {keys} is too few to measure a failover", f"use at least {MIN_KEYS}"
-        )
-    tag = uuid.uuid4().hex[:6]
-    tmp = Path(tempfile.mkdtemp(prefix=f"gsfailover-{keys}-{standbys}-"))
-    s = bench_settings(settings, f"gsfo{tag}", tmp)
-    run = Run(s, tmp, outputs=[])
+    run = fresh_run(settings, keys, "a failover", f"gsfailover-{keys}-{standbys}-", "gsfo")
+    s, tmp = run.s, run.tmp
     changelog = changelog_topic(s)
     # Both workers replay up to the whole changelog before they are ready (~22 s per 100k
     # keys here, see `bench restore`): a generous bound, so a slow machine is reported.
