@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -265,24 +266,10 @@ def bench_restore_cmd(
             f"use at least {MIN_KEYS:,} keys",
         )
     started = time.monotonic()
-    results = []
-    with _progress(16) as progress:
-        tasks = {
-            n: progress.add_task(f"{n:,} keys", total=n, start=False, status="waiting")
-            for n in sizes
-        }
-        for n in sizes:
-            task = tasks[n]
-            progress.start_task(task)
-            results.append(
-                measure(
-                    get_settings(),
-                    n,
-                    functools.partial(_task_status, progress, task),
-                    functools.partial(_task_done, progress, task),
-                )
-            )
-            progress.update(task, status="done")
+    results = _each_with_progress(
+        [(f"{n:,} keys", n, functools.partial(measure, get_settings(), n)) for n in sizes],
+        16,
+    )
     table = Table(
         "keys",
         "tenants",
@@ -318,6 +305,108 @@ def bench_restore_cmd(
         f"took {time.monotonic() - started:.0f} s; load average now "
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
     )
+
+
+@app.command("failover")
+def bench_failover_cmd(
+    keys: Annotated[
+        str,
+        typer.Option("--keys", "-k", help="table entries in the changelog, comma-separated sizes"),
+    ] = "1000,100000",
+    standbys: Annotated[
+        str, typer.Option(help="table standby replica counts to compare, comma-separated")
+    ] = "0,1",
+) -> None:
+    """Time from a worker's kill -9 to its tenants' decisions, with and without standbys.
+
+    For each size and standby count: a fresh changelog with synthetic meter entries, two
+    workers ready with every changelog partition read, probes for the tenants of one of them,
+    then kill -9 of that one. Seconds from the kill until the survivor starts rebalancing
+    (detection: the session timeout), is ready again holding every partition, and decides
+    the first probe sent after the kill.
+    """
+    from guardstream.errors import GuardstreamError
+    from guardstream.ops.failover import measure
+    from guardstream.ops.restore import MIN_KEYS
+
+    try:
+        sizes = [int(k.replace("_", "")) for k in keys.split(",")]
+        counts = [int(n) for n in standbys.split(",")]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if min(sizes) < MIN_KEYS:
+        raise GuardstreamError(
+            f"--keys {min(sizes):,} is too few to measure a failover",
+            f"use at least {MIN_KEYS:,} keys",
+        )
+    started = time.monotonic()
+    results = _each_with_progress(
+        [
+            (f"{n:,} keys, {c} standby", n, functools.partial(measure, get_settings(), n, c))
+            for n in sizes
+            for c in counts
+        ],
+        28,
+    )
+    table = Table(
+        "keys",
+        "standbys",
+        "detect s",
+        "restore s",
+        "ready s",
+        "decision s",
+        "replayed",
+        title="seconds from kill -9 of one of two workers",
+        caption="detect: the survivor starts rebalancing (session timeout "
+        f"{results[0].session_timeout_s:g} s) · restore: detect → ready again with every "
+        "partition · decision: the first probe sent after the kill is decided · replayed: "
+        "changelog entries the survivor replayed / entries in the partitions it took over",
+    )
+    for r in results:
+        table.add_row(
+            f"{r.keys:,}",
+            str(r.standbys),
+            f"{r.detect_s:.1f}",
+            f"{r.restore_s:.1f}",
+            f"{r.ready_s:.1f}",
+            f"{r.decision_s:.1f}",
+            f"{r.replayed:,} / {r.taken_over_entries:,}",
+        )
+    console.print(table)
+    console.print(
+        f"took {time.monotonic() - started:.0f} s; load average now "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+    )
+
+
+_Result = TypeVar("_Result")
+Measurement = Callable[[Callable[[str], None], Callable[[int], None]], _Result]
+
+
+def _each_with_progress(
+    runs: list[tuple[str, int, Measurement[_Result]]], label_width: int
+) -> list[_Result]:
+    """Run each (label, keys, measurement) in turn with a progress line each.
+
+    A measurement is called with a status callback (a word for the progress line) and an
+    advance callback (keys filled so far, out of the run's total).
+    """
+    results = []
+    with _progress(label_width) as progress:
+        tasks = [
+            progress.add_task(label, total=total, start=False, status="waiting")
+            for label, total, _ in runs
+        ]
+        for task, (_, _, run) in zip(tasks, runs, strict=True):
+            progress.start_task(task)
+            results.append(
+                run(
+                    functools.partial(_task_status, progress, task),
+                    functools.partial(_task_done, progress, task),
+                )
+            )
+            progress.update(task, status="done")
+    return results
 
 
 def _task_status(progress: Any, task: Any, text: str) -> None:

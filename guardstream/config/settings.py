@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(
         10.0, ge=3, description="Consumer session timeout: how soon a dead worker's partitions move"
     )
+    table_standby_replicas: int = Field(
+        1,
+        ge=0,
+        description="Other workers that keep a warm copy of each meter table partition",
+    )
     reservation_ttl_s: int = Field(
         900, ge=1, description="A reservation with no usage after this long is released"
     )

@@ -364,6 +364,20 @@ def table_keys(state_dir: Path, partitions: int, table: str = TABLE) -> list[int
     return counts
 
 
+def fresh_run(settings: Settings, keys: int, what: str, tmp_prefix: str, app_prefix: str) -> Run:
+    """A run on a new temp dir and a fresh topic prefix and app id, for `keys` table entries.
+
+    `what` names the measurement in the error when `keys` is below MIN_KEYS.
+    """
+    if keys < MIN_KEYS:
+        raise GuardstreamError(
+            f"--keys {keys} is too few to measure {what}", f"use at least {MIN_KEYS}"
+        )
+    tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix))
+    s = bench_settings(settings, f"{app_prefix}{uuid.uuid4().hex[:6]}", tmp)
+    return Run(s, tmp, outputs=[])
+
+
 def measure(
     settings: Settings,
     keys: int,
@@ -371,14 +385,8 @@ def measure(
     advance: Callable[[int], None],
 ) -> RestoreResult:
     """Fill a fresh changelog with `keys` entries and time a cold and a warm worker start."""
-    if keys < MIN_KEYS:
-        raise GuardstreamError(
-            f"--keys {keys} is too few to measure a restore", f"use at least {MIN_KEYS}"
-        )
-    tag = uuid.uuid4().hex[:6]
-    tmp = Path(tempfile.mkdtemp(prefix=f"gsrestore-{keys}-"))
-    s = bench_settings(settings, f"gsrst{tag}", tmp)
-    run = Run(s, tmp, outputs=[])
+    run = fresh_run(settings, keys, "a restore", f"gsrestore-{keys}-", "gsrst")
+    s, tmp = run.s, run.tmp
     try:
         status("creating topics")
         prepare_pipeline(s, tmp)

@@ -74,6 +74,28 @@ def stack(settings: Settings) -> Iterator[Settings]:
         services.down(settings, Console(stderr=True))
 
 
+def own_stack_settings(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **changes: Any
+) -> Settings:
+    """Settings for a stack of a test's own beside the session's: its own data dir, ports,
+    prefix and worker dirs, and small heaps so both stacks fit in memory."""
+    run = uuid.uuid4().hex[:8]
+    fields: dict[str, Any] = {
+        "data_dir": tmp_path_factory.mktemp(f"{name}-data"),
+        "kafka_port": free_port(),
+        "kafka_controller_port": free_port(),
+        "registry_port": free_port(),
+        "kafka_heap": "-Xms128m -Xmx512m",
+        "registry_heap": "-Xms64m -Xmx384m",
+        "topic_prefix": f"gs{name}{run}",
+        "app_id": f"gs{name}{run}",
+        "worker_web_port": free_port(),
+        "worker_state_dir": tmp_path_factory.mktemp(f"{name}-worker"),
+        "auth_secrets_file": tmp_path_factory.mktemp(f"{name}-auth") / "auth-secrets.yaml",
+    }
+    return Settings(**{**fields, **changes})
+
+
 def worker_env(settings: Settings) -> dict[str, str]:
     """The environment that points a worker subprocess at this session's topics."""
     return {
@@ -84,12 +106,13 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "GUARDSTREAM_WORKER_STATE_DIR": str(settings.state_dir),
         "GUARDSTREAM_RESERVATION_TTL_S": str(settings.reservation_ttl_s),
         "GUARDSTREAM_DEDUP_WINDOW_S": str(settings.dedup_window_s),
+        "GUARDSTREAM_SESSION_TIMEOUT_S": str(settings.session_timeout_s),
+        "GUARDSTREAM_TABLE_STANDBY_REPLICAS": str(settings.table_standby_replicas),
         "GUARDSTREAM_AUTH_SECRETS_FILE": str(settings.auth_secrets_path),
         # Where the stack is: the session's, or a test's own (secured, three brokers).
         "GUARDSTREAM_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
         "GUARDSTREAM_REGISTRY_URL": settings.registry_api,
         "GUARDSTREAM_BROKERS": str(settings.brokers),
-        "GUARDSTREAM_SESSION_TIMEOUT_S": str(settings.session_timeout_s),
     }
 
 

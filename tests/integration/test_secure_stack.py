@@ -36,9 +36,8 @@ from guardstream.streams.admin import ensure_topics, high_watermark
 from guardstream.streams.clients import kafka_config
 from guardstream.streams.reader import assign_from_beginning
 from guardstream.streams.topics import REQUEST_TYPE, Topic
-from tests import free_port
 
-from .conftest import TENANTS_FILE, Worker
+from .conftest import TENANTS_FILE, Worker, own_stack_settings
 
 pytestmark = pytest.mark.integration
 
@@ -47,19 +46,9 @@ CLIENT = "checkout-api"
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    run = uuid.uuid4().hex[:8]
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("secure-data"),
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        registry_port=free_port(),
-        # A second broker and registry beside the session's: smaller heaps keep both in RAM.
-        kafka_heap="-Xms128m -Xmx512m",
-        registry_heap="-Xms64m -Xmx384m",
-        topic_prefix=f"gssec{run}",
-        app_id=f"gssec{run}",
-        worker_web_port=free_port(),
-        worker_state_dir=tmp_path_factory.mktemp("secure-worker"),
+    settings = own_stack_settings(
+        tmp_path_factory,
+        "sec",
         secure_clients=CLIENT,
         # Whatever the developer's shell says, this module's own calls start unauthenticated.
         kafka_security_protocol="PLAINTEXT",
