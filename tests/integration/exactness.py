@@ -53,7 +53,15 @@ class Collector(threading.Thread):
     def __init__(self, settings: Settings) -> None:
         super().__init__(daemon=True)
         self.settings = settings
-        self.codec = Codec(settings, Registry(settings))
+        registry = Registry(settings)
+        # Every writer schema the outputs use, fetched now: a chaos scenario stops the
+        # registry, and a collector stuck on a lookup would read as the pipeline stalling.
+        for topic in (Topic.ADMITTED, Topic.REJECTED, Topic.AUDIT):
+            text = schema_text(topic.schema, SCHEMA_DIR)
+            schema_id = registry.lookup(subject_for(settings, topic), text)
+            assert schema_id is not None, f"{topic} has no registered schema"
+            registry.writer_schema(schema_id)
+        self.codec = Codec(settings, registry)
         self.stop_flag = threading.Event()
         self.decisions: list[tuple[bytes, dict[str, Any]]] = []
         self.audits: list[tuple[int, int, bytes, dict[str, Any]]] = []
