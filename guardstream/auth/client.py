@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from guardstream.auth.signature import HEADER, Scheme, Signed, sign_ed25519, sign_hmac
-from guardstream.config.secrets import PREFIX
+from guardstream.config.secrets import decode_secret, encode_secret
 from guardstream.errors import GuardstreamError
 
 TENANT_HEADER = "ce_tenantid"
@@ -45,20 +45,23 @@ class ClientKey:
         """The key from what `guardstream keys new` printed (raises ValueError)."""
         if scheme not in _SCHEMES:
             raise ValueError(f"scheme {scheme!r} is not ed25519 or hmac-sha256")
-        text = shown.removeprefix(PREFIX) if scheme == "hmac-sha256" else shown
         try:
-            secret = base64.b64decode(text, validate=True)
-        except binascii.Error:
-            raise ValueError(f"the secret of key {key_id} is not base64") from None
+            if scheme == "hmac-sha256":
+                secret = decode_secret(shown)
+            else:
+                secret = base64.b64decode(shown, validate=True)
+        except (ValueError, binascii.Error):
+            raise ValueError(f"the secret of key {key_id} is not as `keys new` showed it") from None
         if scheme == "ed25519" and len(secret) != 32:
             raise ValueError(f"key {key_id}: an ed25519 private key is 32 bytes")
         return cls(key_id, _SCHEMES[scheme], secret)
 
     def to_shown(self) -> dict[str, str]:
         """The key as one entry of a client keys file."""
-        raw = base64.b64encode(self.secret).decode()
         if self.scheme is Scheme.HMAC_SHA256:
-            return {"key_id": self.key_id, "scheme": "hmac-sha256", "secret": PREFIX + raw}
+            secret = encode_secret(self.secret)
+            return {"key_id": self.key_id, "scheme": "hmac-sha256", "secret": secret}
+        raw = base64.b64encode(self.secret).decode()
         return {"key_id": self.key_id, "scheme": "ed25519", "secret": raw}
 
 

@@ -26,6 +26,16 @@ def encode_secret(secret: bytes) -> str:
     return PREFIX + base64.b64encode(secret).decode()
 
 
+def decode_secret(text: str) -> bytes:
+    """A secret from its written form (raises ValueError if it is not `whsec_<base64>`)."""
+    if not text.startswith(PREFIX):
+        raise ValueError(f"not `{PREFIX}<base64>`")
+    try:
+        return base64.b64decode(text[len(PREFIX) :], validate=True)
+    except binascii.Error:
+        raise ValueError(f"not `{PREFIX}<base64>`") from None
+
+
 def load_secrets(path: Path) -> dict[str, dict[str, bytes]]:
     """Secrets by tenant and key id ({} when the file does not exist)."""
     if not path.exists():
@@ -35,12 +45,8 @@ def load_secrets(path: Path) -> dict[str, dict[str, bytes]]:
     for tenant, keys in raw.items() if isinstance(raw, dict) else []:
         for key_id, text in (keys or {}).items():
             try:
-                if not str(text).startswith(PREFIX):
-                    raise ValueError
-                out.setdefault(str(tenant), {})[str(key_id)] = base64.b64decode(
-                    str(text)[len(PREFIX) :], validate=True
-                )
-            except (ValueError, binascii.Error):
+                out.setdefault(str(tenant), {})[str(key_id)] = decode_secret(str(text))
+            except ValueError:
                 raise GuardstreamError(
                     f"{path}: the secret of {tenant}/{key_id} is not `{PREFIX}<base64>`",
                     "write it as `guardstream keys new` printed it",
