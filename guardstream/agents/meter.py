@@ -31,6 +31,7 @@ from guardstream.runtime.metrics import (
     record_outcome,
 )
 from guardstream.streams.topics import Topic
+from guardstream.tables.storage import fail_stop, is_storage_error
 
 STAGE = "meter"
 SOURCE = "/guardstream/meter"
@@ -142,6 +143,8 @@ def register(app: faust.App, ctx: Context) -> None:
             try:
                 outs, step, record = apply(msg)
             except Exception as exc:  # a bug must not stop the partition
+                if is_storage_error(exc):  # but a full disk must stop the worker
+                    fail_stop(exc, settings.state_dir)
                 log.exception("meter failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
                 rec = RawRecord(
                     Ingress(msg.topic, msg.partition, msg.offset, round(msg.timestamp * 1000)),

@@ -13,12 +13,14 @@ offsets" rule, which the chained flush keeps (see `guardstream.streams.producer`
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import faust
 from faust.types import TP
 
 from guardstream.streams.producer import OutputProducer
+from guardstream.tables.storage import fail_stop, is_storage_error
 
 
 class ChangelogOnOutputs(faust.Table[bytes, bytes]):
@@ -59,9 +61,14 @@ class ChangelogOnOutputs(faust.Table[bytes, bytes]):
         directory then replays only the changelog past it.
         """
         topic = self._changelog_name
-        for (t, partition), offset in delivered.items():
-            if t == topic:
-                self.data.set_persisted_offset(TP(topic, partition), offset)
+        try:
+            for (t, partition), offset in delivered.items():
+                if t == topic:
+                    self.data.set_persisted_offset(TP(topic, partition), offset)
+        except Exception as exc:
+            if is_storage_error(exc):
+                fail_stop(exc, Path(self.app.conf.tabledir))
+            raise
 
     @property
     def _changelog_name(self) -> str:
