@@ -32,6 +32,7 @@ from guardstream.guardrails import DEFAULT_POLICY, Policy
 from guardstream.ingest.authenticate import SIGNATURE_ATTR, Authenticator
 from guardstream.ingest.judge import Judge
 from guardstream.ops.hostile_text import FAMILIES, fill
+from guardstream.ops.worker_process import worker_env
 from guardstream.records import Ingress, Outcome, RawRecord, request_data
 from guardstream.serde.avro import encode
 from guardstream.serde.codec import Codec
@@ -313,21 +314,6 @@ def bench_settings(settings: Settings, prefix: str, tmp: Path) -> Settings:
     return settings.model_copy(
         update={"topic_prefix": prefix, "app_id": prefix, "worker_state_dir": tmp / "state"}
     )
-
-
-def worker_env(s: Settings, state_dir: Path, web_port: int | None = None) -> dict[str, str]:
-    """The environment of a `python -m guardstream worker` subprocess running `s`."""
-    import os
-
-    env = {
-        **os.environ,
-        "GUARDSTREAM_TOPIC_PREFIX": s.topic_prefix,
-        "GUARDSTREAM_APP_ID": s.app_id,
-        "GUARDSTREAM_WORKER_STATE_DIR": str(state_dir),
-    }
-    if web_port is not None:
-        env["GUARDSTREAM_WORKER_WEB_PORT"] = str(web_port)
-    return env
 
 
 def prepare_pipeline(s: Settings, tmp: Path) -> int:

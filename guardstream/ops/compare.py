@@ -43,8 +43,8 @@ from guardstream.ops.bench import (
     create_topic,
     fill_ingress_ts,
     prepare_pipeline,
-    worker_env,
 )
+from guardstream.ops.worker_process import worker_env
 from guardstream.serde.codec import Codec
 from guardstream.serde.registry import Registry
 from guardstream.streams.clients import kafka_config

@@ -47,7 +47,6 @@ from guardstream.ops.bench import (
     BENCH_TENANTS,
     RequestSender,
     prepare_pipeline,
-    worker_env,
 )
 from guardstream.ops.compare import Run, free_port
 from guardstream.ops.restore import (
@@ -56,6 +55,7 @@ from guardstream.ops.restore import (
     fresh_run,
     tenant_partition,
 )
+from guardstream.ops.worker_process import worker_env
 from guardstream.streams.topics import Topic
 
 PROBE_INTERVAL_S = 0.1

@@ -41,8 +41,9 @@ from guardstream.metering.keys import (
 )
 from guardstream.metering.periods import Period, period_keys
 from guardstream.metering.step import TenantState, dumps
-from guardstream.ops.bench import bench_settings, prepare_pipeline, prompt, worker_env
+from guardstream.ops.bench import bench_settings, prepare_pipeline, prompt
 from guardstream.ops.compare import Run, free_port
+from guardstream.ops.worker_process import worker_env
 from guardstream.records import Ingress, decision
 from guardstream.streams.clients import kafka_config
 from guardstream.streams.topics import Topic

@@ -70,6 +70,15 @@ class ChangelogOnOutputs(faust.Table[bytes, bytes]):
                 fail_stop(exc, Path(self.app.conf.tabledir))
             raise
 
+    def apply_changelog_batch(self, batch: Any) -> None:
+        """Faust's restore and standby writes, fail-stopped like the agent's on a full disk."""
+        try:
+            super().apply_changelog_batch(batch)
+        except Exception as exc:
+            if is_storage_error(exc):
+                fail_stop(exc, Path(self.app.conf.tabledir))
+            raise
+
     @property
     def _changelog_name(self) -> str:
         return self.changelog_topic.get_topic_name()  # type: ignore[no-any-return]

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-import httpx
 import pytest
 from confluent_kafka import Consumer, Producer
 from rich.console import Console
@@ -25,6 +22,8 @@ from guardstream.config.secrets import add_secret
 from guardstream.config.settings import Settings
 from guardstream.ops import schemas as schema_ops
 from guardstream.ops import tenants as tenant_ops
+from guardstream.ops.worker_process import WorkerProcess as Worker
+from guardstream.ops.worker_process import stop_all
 from guardstream.serde.codec import Codec
 from guardstream.serde.registry import Registry
 from guardstream.stack import services
@@ -96,80 +95,11 @@ def own_stack_settings(
     return Settings(**{**fields, **changes})
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment that points a worker subprocess at this session's topics."""
-    return {
-        **os.environ,
-        "GUARDSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "GUARDSTREAM_APP_ID": settings.app_id,
-        "GUARDSTREAM_WORKER_WEB_PORT": str(settings.worker_web_port),
-        "GUARDSTREAM_WORKER_STATE_DIR": str(settings.state_dir),
-        "GUARDSTREAM_RESERVATION_TTL_S": str(settings.reservation_ttl_s),
-        "GUARDSTREAM_DEDUP_WINDOW_S": str(settings.dedup_window_s),
-        "GUARDSTREAM_SESSION_TIMEOUT_S": str(settings.session_timeout_s),
-        "GUARDSTREAM_TABLE_STANDBY_REPLICAS": str(settings.table_standby_replicas),
-        "GUARDSTREAM_AUTH_SECRETS_FILE": str(settings.auth_secrets_path),
-        # Where the stack is: the session's, or a test's own (secured, three brokers).
-        "GUARDSTREAM_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
-        "GUARDSTREAM_REGISTRY_URL": settings.registry_api,
-        "GUARDSTREAM_BROKERS": str(settings.brokers),
-    }
-
-
-class Worker:
-    """A real `guardstream worker` process."""
-
-    every: ClassVar[list[Worker]] = []  # so a failed test cannot leave its workers running
-
-    def __init__(
-        self,
-        settings: Settings,
-        log: Path,
-        loglevel: str = "warning",
-        extra_env: dict[str, str] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.log = log
-        self.started = time.monotonic()
-        Worker.every.append(self)
-        with log.open("ab") as f:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "guardstream", "worker", "--loglevel", loglevel],
-                env={**worker_env(settings), **(extra_env or {})},
-                stdout=f,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"worker exited: {log.read_text()[-2000:]}"
-            try:
-                httpx.get(f"http://127.0.0.1:{settings.worker_web_port}/", timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise AssertionError(f"worker web port never opened: {log.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        """kill -9: no shutdown, no final commit, no flush."""
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @pytest.fixture(autouse=True)
 def _stop_workers_a_test_started() -> Iterator[None]:
     before = len(Worker.every)
     yield
-    for w in Worker.every[before:]:
-        if w.proc.poll() is None:
-            w.kill()
+    stop_all(before)
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,8 @@ import subprocess
 import sys
 
 from guardstream.config.settings import Settings
+from guardstream.ops.worker_process import worker_env
 from tests import REPO_ROOT
-
-from .conftest import worker_env
 
 
 def _digests(settings: Settings, seed: str) -> list[str]:

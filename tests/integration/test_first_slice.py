@@ -19,13 +19,14 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from guardstream.config.settings import Settings
+from guardstream.ops.worker_process import worker_env
 from guardstream.records import Ingress, decision_id, request_data
 from guardstream.serde import schemas
 from guardstream.streams.clients import kafka_config
 from guardstream.streams.topics import REQUEST_TYPE
 from tests import SCHEMA_DIR
 
-from .conftest import Results, Worker, worker_env
+from .conftest import Results, Worker
 
 pytestmark = pytest.mark.integration
 

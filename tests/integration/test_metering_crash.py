@@ -30,6 +30,7 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from guardstream.chaos.exactness import Scenario, wait
 from guardstream.config.settings import Settings
 from guardstream.ops.failover import STARTS_TITLE, recovery_table, takeover_replay
 from guardstream.streams.clients import kafka_config
@@ -38,10 +39,14 @@ from guardstream.tables.clean_stop import MARKER
 from tests import free_port
 
 from .conftest import Worker
-from .exactness import Scenario, ready, wait
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 N = int(os.environ.get("GUARDSTREAM_CRASH_REQUESTS", "20000"))
+
+
+def _exact(sc: Scenario) -> None:
+    verdict = sc.check()
+    assert not verdict.problems, verdict.problems
 
 
 def _restart(worker: Worker, settings: Settings, tmp: Path, n: int) -> tuple[Worker, float]:
@@ -82,7 +87,7 @@ def test_kill_nine_twice_keeps_state_exact(stack: Settings, tmp_path: Path) -> N
         f"\nrestore after kill -9 with the state directory deleted: {restore_1:.1f} s and "
         f"{restore_2:.1f} s (worker start to 'Restore complete')"
     )
-    sc.check()
+    _exact(sc)
 
 
 def _two_workers_one_goes(
@@ -91,17 +96,17 @@ def _two_workers_one_goes(
     """Two workers share the partitions; `end` ends the first mid-run, the second finishes.
 
     Every request and usage report must get its outcome, and neither log may show a crash
-    or a record that never reached its agent; `sc.check()` is left to the caller.
+    or a record that never reached its agent; `_exact(sc)` is left to the caller.
     """
     # One after the other, so the second never held the first's partitions (its RocksDB would
     # keep a copy of them, standby or not); both members of the group, partitions split and
     # tables recovered, before traffic.
     first = sc.worker("worker-a", **changes)
-    wait("the first worker ready", lambda: ready(first), 120)
+    wait("the first worker ready", first.ready, 120)
     second = sc.worker(
         "worker-b", worker_web_port=free_port(), worker_state_dir=tmp_path / "state-b", **changes
     )
-    wait("both workers ready", lambda: ready(first) and ready(second), 120)
+    wait("both workers ready", lambda: first.ready() and second.ready(), 120)
     sc.send_requests()
     wait(
         "decisions before ending one worker",
@@ -126,7 +131,7 @@ def test_two_workers_one_stops_the_other_takes_over(stack: Settings, tmp_path: P
     sc = Scenario(stack, tmp_path, max(1000, N // 4))
     # A clean stop: the worker leaves the group, the other gets its partitions at once.
     _two_workers_one_goes(sc, tmp_path, Worker.stop)
-    sc.check()
+    _exact(sc)
 
 
 @pytest.mark.parametrize("standbys", [0, 1])
@@ -169,7 +174,7 @@ def test_a_killed_workers_partitions_come_from_the_standby_not_a_full_replay(
     else:
         assert all(starts[p] == -1 for p in lost), starts
         assert replayed == held
-    sc.check()
+    _exact(sc)
 
 
 def test_short_ttl_and_window_expire_and_delete_entries_in_a_real_worker(
@@ -242,7 +247,7 @@ def test_a_clean_restart_on_its_state_dir_replays_nothing_and_stays_exact(
     sc.send_usage()
     wait("every usage report's charge", sc.all_charged, 180)
     worker.stop()
-    sc.check()
+    _exact(sc)
 
 
 def _set_max_message_bytes(s: Settings, topic: str, value: int) -> None:
@@ -288,4 +293,4 @@ def test_a_decision_the_broker_refuses_is_never_committed_past(
     sc.send_usage()
     wait("every usage report's charge", sc.all_charged, 180)
     worker.stop()
-    sc.check()
+    _exact(sc)

@@ -24,9 +24,10 @@ import yaml
 
 from guardstream.config.settings import Settings
 from guardstream.ops import produce
+from guardstream.ops.worker_process import worker_env
 from tests import free_port
 
-from .conftest import Worker, worker_env
+from .conftest import Worker
 
 pytestmark = pytest.mark.integration
 

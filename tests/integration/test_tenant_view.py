@@ -29,6 +29,7 @@ from guardstream.config.tenants import Limits, limits_for, load_tenants_file, lo
 from guardstream.guardrails.tokens import estimate_prompt_tokens
 from guardstream.metering.money import apply_multiplier, cost_micros
 from guardstream.metering.step import THRESHOLDS_PCT
+from guardstream.ops.worker_process import worker_env
 from guardstream.serde.avro import encode
 from guardstream.serde.registry import Registry
 from guardstream.serde.schemas import reader_schema, schema_text
@@ -36,9 +37,8 @@ from guardstream.streams.clients import kafka_config
 from guardstream.streams.topics import USAGE_TYPE, subject_for
 from tests import SCHEMA_DIR, free_port
 
-from .conftest import TENANTS_FILE, Results, Worker, worker_env
+from .conftest import TENANTS_FILE, Results, Worker
 from .exactness import headers as _headers
-from .exactness import ready as _ready
 from .test_first_slice import _data, _sdk_message, _send
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -253,7 +253,7 @@ def test_the_worker_not_owning_the_tenant_forwards_to_the_owner(
         deadline = time.monotonic() + 90
         while True:
             assert time.monotonic() < deadline, "the two workers never both answered"
-            if _ready(worker) and _ready(other):
+            if worker.ready() and other.ready():
                 answers = [httpx.get(_url(w.settings), timeout=10) for w in (worker, other)]
                 if all(a.status_code == 200 for a in answers):
                     views = [a.json() for a in answers]

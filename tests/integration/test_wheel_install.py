@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 
 from guardstream.config.settings import Settings
+from guardstream.ops.worker_process import worker_env
 from tests import REPO_ROOT, free_port
-
-from .conftest import worker_env
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The exactness harness shared by the kill tests and the chaos suite.
+"""The exactness harness shared by the kill tests, the chaos suite and `guardstream chaos`.
 
 A private topic prefix, 50 configured tenants (every other one with a small daily budget), a
 collector reading every decision and audit event from the beginning, and the checks:
@@ -10,26 +10,35 @@ collector reading every decision and audit event from the beginning, and the che
 
 Load comes in two shapes: all requests at once then all usage (the kill tests), or paced
 requests with a usage report sent for each admission as it arrives (`SteadyLoad`, the chaos
-suite), which also measures the longest stall and the largest backlog while a fault runs.
+suite), which also measures what a fault costs: the longest stall, the largest backlog,
+the longest wait for a decision, and the time to recover (see `SteadyLoad.recover_s`).
+
+Checks report problems as sentences (`Scenario.problems`) rather than asserting, so the
+command line can print them; the tests assert there are none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from confluent_kafka import Consumer, Producer
 
 from guardstream.config.catalog import load_catalog
 from guardstream.config.settings import Settings
+from guardstream.errors import GuardstreamError
 from guardstream.ops import schemas as schema_ops
 from guardstream.ops import tenants as tenant_ops
+from guardstream.ops.compare import delete_topics, free_port
+from guardstream.ops.worker_process import WorkerProcess
 from guardstream.records import request_data
 from guardstream.serde.avro import encode
 from guardstream.serde.codec import Codec
@@ -37,11 +46,8 @@ from guardstream.serde.registry import Registry
 from guardstream.serde.schemas import reader_schema, schema_text
 from guardstream.streams.admin import ensure_topics
 from guardstream.streams.clients import kafka_config
-from guardstream.streams.reader import assign_from_beginning
+from guardstream.streams.reader import assign_from_beginning, read_to_end
 from guardstream.streams.topics import REQUEST_TYPE, USAGE_TYPE, Topic, subject_for
-from tests import SCHEMA_DIR, free_port
-
-from .conftest import Worker
 
 TENANTS = [f"crash{i:02d}" for i in range(50)]
 USAGE_IN, USAGE_OUT = 100, 50  # below every reservation (~260 estimated input + 200 max out)
@@ -57,13 +63,17 @@ class Collector(threading.Thread):
         # Every writer schema the outputs use, fetched now: a chaos scenario stops the
         # registry, and a collector stuck on a lookup would read as the pipeline stalling.
         for topic in (Topic.ADMITTED, Topic.REJECTED, Topic.AUDIT):
-            text = schema_text(topic.schema, SCHEMA_DIR)
+            text = schema_text(topic.schema, settings.schema_dir)
             schema_id = registry.lookup(subject_for(settings, topic), text)
-            assert schema_id is not None, f"{topic} has no registered schema"
+            if schema_id is None:
+                raise GuardstreamError(
+                    f"{topic} has no registered schema", "run `guardstream schemas register`"
+                )
             registry.writer_schema(schema_id)
         self.codec = Codec(settings, registry)
         self.stop_flag = threading.Event()
         self.decisions: list[tuple[bytes, dict[str, Any]]] = []
+        self.first_seen: dict[str, float] = {}  # request id -> when its decision first came
         self.audits: list[tuple[int, int, bytes, dict[str, Any]]] = []
         self.lock = threading.Lock()
 
@@ -89,6 +99,7 @@ class Collector(threading.Thread):
                     rec = self.codec.decode(value, Topic.ADMITTED)
                     with self.lock:
                         self.decisions.append((value, rec))
+                        self.first_seen.setdefault(rec["request_id"], time.monotonic())
         c.close()
 
     def decided(self) -> set[str]:
@@ -100,7 +111,7 @@ class Collector(threading.Thread):
             return {r["request_id"] for *_, r in self.audits if r["kind"] == "CHARGE"}
 
 
-def headers(ce_id: str, ce_type: str) -> list[tuple[str, bytes]]:
+def headers(ce_id: str, ce_type: str) -> list[tuple[str, str | bytes | None]]:
     return [
         ("ce_specversion", b"1.0"),
         ("ce_id", ce_id.encode()),
@@ -110,32 +121,33 @@ def headers(ce_id: str, ce_type: str) -> list[tuple[str, bytes]]:
     ]
 
 
-def ready(worker: Worker) -> bool:
-    try:
-        port = worker.settings.worker_web_port
-        return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 _T0 = time.monotonic()
+Say = Callable[[str], None]
 
 
-def wait(what: str, done: Any, timeout: float) -> None:
+def wait(what: str, done: Callable[[], bool], timeout: float, say: Say = print) -> None:
+    """Poll `done` until it holds, then say so; a timeout is an error naming `what`."""
     deadline = time.monotonic() + timeout
     while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() > deadline:
+            raise GuardstreamError(
+                f"timed out after {timeout:.0f} s waiting for {what}",
+                "read the workers' logs; a slow machine may need a smaller load",
+            )
         time.sleep(0.5)
-    print(f"[{time.monotonic() - _T0:6.1f} s] {what}")
+    say(f"[{time.monotonic() - _T0:6.1f} s] {what}")
 
 
 class Scenario:
     """A private prefix, 50 configured tenants, a collector, and the checks."""
 
-    def __init__(self, stack: Settings, tmp: Path, n: int, budget: int | None = None) -> None:
+    def __init__(
+        self, stack: Settings, tmp: Path, n: int, budget: int | None = None, say: Say = print
+    ) -> None:
         self.run = uuid.uuid4().hex[:6]
         self.tmp = tmp
         self.n = n
+        self.say = say
         # About half of a small-budget tenant's requests when all are reserved before any
         # usage; steady load settles as it goes, so it passes a smaller budget.
         self.budget = budget or max(2_000, n // 50 * 70)
@@ -151,12 +163,14 @@ class Scenario:
         ensure_topics(s)
         registry = Registry(s)
         schema_ops.register_all(s, registry)
-        self.request_id = registry.lookup(
-            subject_for(s, "requests"), schema_text("request", SCHEMA_DIR)
+        request_id = registry.lookup(
+            subject_for(s, Topic.REQUESTS), schema_text("request", s.schema_dir)
         )
-        self.usage_id = registry.lookup(subject_for(s, "usage"), schema_text("usage", SCHEMA_DIR))
+        usage_id = registry.lookup(subject_for(s, Topic.USAGE), schema_text("usage", s.schema_dir))
         registry.close()
-        assert self.request_id and self.usage_id
+        if not (request_id and usage_id):
+            raise GuardstreamError("the input schemas did not register", "check the registry")
+        self.request_id, self.usage_id = request_id, usage_id
         tenants_file = tmp / "tenants.yaml"
         tenants_file.write_text(
             "tenants:\n"
@@ -177,14 +191,23 @@ class Scenario:
         self.tenant_of: dict[str, str] = {}
         self.admitted: list[str] = []
         self.sent = 0  # requests produced so far
+        self.sent_at: dict[str, float] = {}
 
-    def worker(self, name: str, **changes: Any) -> Worker:
+    def worker(self, name: str, piped: bool = False, **changes: Any) -> WorkerProcess:
+        """A worker on the scenario's topics (`changes`: its own settings, e.g. state dir)."""
         settings = self.s.model_copy(update=changes) if changes else self.s
-        return Worker(settings, self.tmp / f"{name}.log", loglevel="info")
+        return WorkerProcess(settings, self.tmp / f"{name}.log", loglevel="info", piped=piped)
+
+    def close(self) -> None:
+        """Stop the collector and delete the scenario's topics (its prefix, its changelogs)."""
+        self.collector.stop_flag.set()
+        self.collector.join(10)
+        with contextlib.suppress(Exception):
+            delete_topics(self.s)
 
     def send_requests(self, rate: float | None = None) -> None:
         """Produce the n requests, at `rate` per second if given (else as fast as possible)."""
-        schema = reader_schema("request", SCHEMA_DIR)
+        schema = reader_schema("request", self.s.schema_dir)
         t0 = time.monotonic()
         for i in range(self.n):
             if rate is not None and (ahead := t0 + i / rate - time.monotonic()) > 0:
@@ -192,6 +215,7 @@ class Scenario:
             tenant = TENANTS[i % len(TENANTS)]
             rid = f"{self.run}-req-{i}"
             self.tenant_of[rid] = tenant
+            self.sent_at[rid] = time.monotonic()
             value = encode(
                 self.request_id,
                 schema,
@@ -206,7 +230,13 @@ class Scenario:
             self.sent += 1
             if i % 1000 == 0 or rate is not None:
                 self.producer.poll(0)
-        assert self.producer.flush(120) == 0
+        self._flush("requests")
+
+    def _flush(self, what: str) -> None:
+        if self.producer.flush(120):
+            raise GuardstreamError(
+                f"{what} were not delivered to the broker within 120 s", "check the stack"
+            )
 
     def admissions(self) -> set[str]:
         """The request ids admitted so far."""
@@ -221,7 +251,7 @@ class Scenario:
         new = sorted(self.admissions() - done)
         first = len(self.admitted)
         self.admitted += new
-        schema = reader_schema("usage", SCHEMA_DIR)
+        schema = reader_schema("usage", self.s.schema_dir)
         for j, rid in enumerate(new, first):
             value = encode(
                 self.usage_id,
@@ -242,44 +272,70 @@ class Scenario:
             )
             if j % 1000 == 0:
                 self.producer.poll(0)
-        assert self.producer.flush(120) == 0
+        self._flush("usage reports")
 
     def all_decided(self) -> bool:
         return len(self.collector.decided()) >= self.n
 
     def uncharged(self) -> str:
-        """What became of the usage reports that were never charged (for a failure message)."""
+        """What became of the usage reports that were never charged (for a failure message):
+        how far each got, read back from the usage, metering and dead-letter topics."""
         missing = set(self.admitted) - self.collector.charged()
         with self.collector.lock:
             kinds = sorted(
                 {r["kind"] for *_, r in self.collector.audits if r["request_id"] in missing}
             )
+        found: dict[str, int] = defaultdict(int)
+        try:
+            for short in (Topic.USAGE, Topic.METERING, Topic.DEADLETTER):
+                for msg in read_to_end(self.s, self.s.topic(short), timeout_s=60, batch=500):
+                    value = msg.value() or b""
+                    if short is Topic.DEADLETTER:
+                        found[short] += any(rid.encode() in value for rid in missing)
+                        continue
+                    rec = self.collector.codec.decode(value, short)
+                    if rec["request_id"] in missing and rec.get("kind", "USAGE") == "USAGE":
+                        found[short] += 1
+            where = ", ".join(f"{n} on {t}" for t, n in found.items()) or "none found on topics"
+        except Exception as exc:  # a diagnosis must not hide the failure it explains
+            where = f"topics unreadable: {exc!r}"
         sample = sorted(missing)[:5]
         return (
             f"{len(missing)} of {len(self.admitted)} usage reports never charged "
-            f"(their audit kinds: {kinds or 'none'}; e.g. {sample}); logs in {self.tmp}"
+            f"(their audit kinds: {kinds or 'none'}; their usage records: {where}; "
+            f"e.g. {sample}); logs in {self.tmp}"
         )
 
     def all_charged(self) -> bool:
         return len(self.collector.charged()) >= len(self.admitted)
 
-    def check(self) -> None:
+    def check(self) -> Verdict:
+        """Judge the run once every decision and charge is in (see the module docstring)."""
         time.sleep(3)  # let stragglers (re-sent copies) arrive before judging
         collector = self.collector
         collector.stop_flag.set()
         collector.join(10)
+        problems: list[str] = []
         # --- one decision per request, copies identical, never DUPLICATE ---------------------
         by_request: dict[str, set[str]] = defaultdict(set)
         copies: dict[str, set[bytes]] = defaultdict(set)
         for raw, rec in collector.decisions:
             by_request[rec["request_id"]].add(rec["decision_id"])
             copies[rec["decision_id"]].add(raw)
-        assert set(by_request) == set(self.tenant_of)
-        assert all(len(ids) == 1 for ids in by_request.values())
-        assert all(len(v) == 1 for v in copies.values()), "a re-sent decision differs"
+        lost = sorted(set(self.tenant_of) - set(by_request))
+        if lost:
+            problems.append(f"{len(lost)} requests have no decision (e.g. {lost[:3]})")
+        if stray := sorted(set(by_request) - set(self.tenant_of)):
+            problems.append(f"{len(stray)} decisions for requests never sent (e.g. {stray[:3]})")
+        if twice := sorted(r for r, ids in by_request.items() if len(ids) > 1):
+            problems.append(f"{len(twice)} requests decided twice (e.g. {twice[:3]})")
+        if differ := [d for d, v in copies.items() if len(v) > 1]:
+            problems.append(f"{len(differ)} re-sent decisions differ from the first copy")
         codes = {rec["reasons"][0]["code"] for _, rec in collector.decisions if rec["reasons"]}
-        assert codes <= {"BUDGET_EXCEEDED"}, codes
-        assert "BUDGET_EXCEEDED" in codes  # the budget path was exercised
+        if codes - {"BUDGET_EXCEEDED"}:
+            problems.append(f"requests refused for {sorted(codes - {'BUDGET_EXCEEDED'})}")
+        if "BUDGET_EXCEEDED" not in codes:
+            problems.append("no request ran out of budget: the budget path was not exercised")
 
         # --- audit: identical copies, exact charges, budgets never exceeded ------------------
         events: dict[str, tuple[int, int, dict[str, Any]]] = {}
@@ -287,7 +343,8 @@ class Scenario:
         for part, offset, raw, rec in collector.audits:
             raw_by_id[rec["event_id"]].add(raw)
             events.setdefault(rec["event_id"], (part, offset, rec))
-        assert all(len(v) == 1 for v in raw_by_id.values()), "a re-sent audit event differs"
+        if any(len(v) > 1 for v in raw_by_id.values()):
+            problems.append("a re-sent audit event differs from the first copy")
         spec = load_catalog(self.s.model_catalog).models["gpt-4o-mini"]
         cost = -(-USAGE_IN * spec.input_micros_per_mtok // 1_000_000) - (
             USAGE_OUT * spec.output_micros_per_mtok // -1_000_000
@@ -299,12 +356,22 @@ class Scenario:
             if rec["kind"] == "CHARGE":
                 charged[rec["tenant_id"]] += rec["amount_micros"]
                 charges_per_request[rec["request_id"]] += 1
-        assert max(charges_per_request.values()) == 1
-        assert not [r for *_, r in events.values() if r["kind"] == "USAGE_UNKNOWN"]
+        double = sorted(r for r, n in charges_per_request.items() if n > 1)
+        if double:
+            problems.append(f"{len(double)} requests charged twice (e.g. {double[:3]})")
+        if unknown := [r for *_, r in events.values() if r["kind"] == "USAGE_UNKNOWN"]:
+            problems.append(f"{len(unknown)} usage reports found no reservation (USAGE_UNKNOWN)")
         settled: dict[str, int] = defaultdict(int)
         for rid in self.admitted:
             settled[self.tenant_of[rid]] += 1
-        assert dict(charged) == {t: n * unit for t, n in settled.items()}
+        expected = {t: n * unit for t, n in settled.items()}
+        if wrong := sorted(
+            t for t in expected.keys() | charged.keys() if charged.get(t, 0) != expected.get(t, 0)
+        ):
+            problems.append(
+                f"{len(wrong)} tenants charged other than their usage's cost, e.g. {wrong[0]}: "
+                f"{charged.get(wrong[0], 0)} µ$ for {expected.get(wrong[0], 0)} µ$ of usage"
+            )
 
         for tenant in TENANTS[1::2]:  # the ones with a daily budget
             reserved: dict[str, int] = {}
@@ -321,18 +388,47 @@ class Scenario:
                 if rec["kind"] == "RESERVE":
                     reserved[rid], day_of[rid] = rec["amount_micros"], day
                     outstanding[day] += rec["amount_micros"]
-                    assert outstanding[day] + spent[day] <= self.budget, (tenant, day)
+                    if outstanding[day] + spent[day] > self.budget:
+                        problems.append(f"{tenant} went over its {day} budget at {rid}")
+                        break
                 elif rec["kind"] == "CHARGE":
                     outstanding[day_of[rid]] -= reserved[rid]
                     spent[day_of[rid]] += rec["amount_micros"]
                 elif rec["kind"] == "EXPIRE":
                     outstanding[day_of[rid]] -= reserved[rid]
+        return Verdict(len(lost), len(double), problems)
+
+    def max_wait_s(self) -> float:
+        """The longest any request waited between its send and its decision."""
+        with self.collector.lock:
+            seen = dict(self.collector.first_seen)
+        waits = [seen[r] - at for r, at in self.sent_at.items() if r in seen]
+        return max(waits, default=0.0)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the checks found: requests with no decision, requests charged twice, and every
+    problem in words (empty when the run was exact)."""
+
+    lost: int
+    double_charged: int
+    problems: list[str]
 
 
 class SteadyLoad:
     """Requests at a steady rate with a usage report for each admission as it arrives, and
-    what a fault does to the flow: the longest stall (outstanding work, nothing answered)
-    and the largest backlog (requests sent and not decided)."""
+    what a fault does to the flow.
+
+    The watcher samples, every 0.25 s, the backlog (requests sent and not decided) and
+    progress. From the samples: the longest stall (work outstanding, nothing decided or
+    charged), the largest backlog, and the time to recover: from the moment the fault was
+    injected (an instant fault: a kill) or lifted (one that lasts: a pause, an outage) to the
+    last moment the backlog stood above what it was before the fault (or two seconds of
+    load, whichever is more). A fault that never shows in the backlog recovers in 0 s.
+    """
+
+    SAMPLE_S = 0.25
 
     def __init__(self, sc: Scenario, rate: float) -> None:
         self.sc = sc
@@ -340,6 +436,9 @@ class SteadyLoad:
         self.stop = threading.Event()
         self.longest_stall_s = 0.0
         self.max_backlog = 0
+        self.samples: list[tuple[float, int]] = []  # (monotonic time, backlog)
+        self.fault_at: float | None = None
+        self.lifted_at: float | None = None
         self.errors: list[BaseException] = []
         self._threads = [
             threading.Thread(target=self._guarded(lambda: sc.send_requests(rate)), daemon=True),
@@ -351,15 +450,35 @@ class SteadyLoad:
         def run() -> None:
             try:
                 fn()
-            except BaseException as exc:  # surfaced by finish(), in the test's thread
+            except BaseException as exc:  # surfaced by finish(), in the caller's thread
                 self.errors.append(exc)
 
         return run
 
     def start(self) -> SteadyLoad:
+        """Start sending, reporting usage and watching."""
         for t in self._threads:
             t.start()
         return self
+
+    def fault(self) -> None:
+        """Mark the fault's injection (the watch's clock for the time to recover)."""
+        self.fault_at = time.monotonic()
+
+    def lifted(self) -> None:
+        """Mark the end of a fault that lasts (a pause, an outage)."""
+        self.lifted_at = time.monotonic()
+
+    def recover_s(self) -> float:
+        """Seconds from the fault (its end, if it lasted) to the backlog's return to normal."""
+        if self.fault_at is None:
+            return 0.0
+        fault_at = self.fault_at
+        before = [b for t, b in self.samples if t < fault_at]
+        normal = max([*before, int(self.rate * 2)])
+        start = self.lifted_at or fault_at
+        above = [t for t, b in self.samples if t >= fault_at and b > normal]
+        return max(0.0, max(above, default=start) + self.SAMPLE_S - start) if above else 0.0
 
     def _follow_usage(self) -> None:
         while not self.stop.is_set():
@@ -373,13 +492,16 @@ class SteadyLoad:
     def _watch(self) -> None:
         last, since = self._progress(), time.monotonic()
         while not self.stop.is_set():
-            time.sleep(0.25)
+            time.sleep(self.SAMPLE_S)
             now = self._progress()
-            outstanding = self.sc.sent > now[0] or len(self.sc.admitted) > now[1]
-            self.max_backlog = max(self.max_backlog, self.sc.sent - now[0])
+            at = time.monotonic()
+            backlog = self.sc.sent - now[0]
+            self.samples.append((at, backlog))
+            outstanding = backlog > 0 or len(self.sc.admitted) > now[1]
+            self.max_backlog = max(self.max_backlog, backlog)
             if now != last or not outstanding:
-                last, since = now, time.monotonic()
-            self.longest_stall_s = max(self.longest_stall_s, time.monotonic() - since)
+                last, since = now, at
+            self.longest_stall_s = max(self.longest_stall_s, at - since)
 
     def sent_fraction(self, fraction: float, timeout: float = 300) -> None:
         """Wait until this share of the requests has been produced."""
@@ -387,12 +509,16 @@ class SteadyLoad:
             f"{fraction:.0%} of the requests sent",
             lambda: self.sc.sent >= self.sc.n * fraction,
             timeout,
+            self.sc.say,
         )
 
-    def finish(self, timeout: float = 300) -> None:
+    def finish(self, timeout: float = 300) -> Verdict:
         """Wait for every decision and every charge, stop the load, and run the checks."""
+        say = self.sc.say
         self._threads[0].join(timeout)
-        wait("every request's decision", self.sc.all_decided, timeout)
+        if self.errors:
+            raise self.errors[0]
+        wait("every request's decision", self.sc.all_decided, timeout, say)
         # The follower reports the last admissions; then every one of them must be charged.
         deadline = time.monotonic() + timeout
         while len(self.sc.admissions()) > len(self.sc.admitted) and time.monotonic() < deadline:
@@ -401,9 +527,9 @@ class SteadyLoad:
         for t in self._threads[1:]:
             t.join(30)
         try:
-            wait("every usage report's charge", self.sc.all_charged, timeout)
-        except AssertionError:
-            raise AssertionError(self.sc.uncharged()) from None
+            wait("every usage report's charge", self.sc.all_charged, timeout, say)
+        except GuardstreamError:
+            raise GuardstreamError(self.sc.uncharged(), "read the workers' logs") from None
         if self.errors:
             raise self.errors[0]
-        self.sc.check()
+        return self.sc.check()
