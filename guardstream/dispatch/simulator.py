@@ -508,10 +508,14 @@ async def running(
     `timeout` behaviour does not outlive the client that gave up on it.
     """
     simulator = Simulator(config or SimulatorConfig())
-    runner = web.AppRunner(simulator.app(), handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(
+        simulator.app(), handler_cancellation=True, access_log=None, shutdown_timeout=0.5
+    )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, shutdown_timeout=0.5)
+        # A load test opens hundreds of connections at once; the default backlog (128)
+        # would make the overflow wait for SYN retries instead of the simulated latency.
+        site = web.TCPSite(runner, host, port, backlog=1024)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
         yield simulator, f"http://{bound_host}:{bound_port}"
