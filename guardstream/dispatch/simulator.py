@@ -233,17 +233,23 @@ class Simulator:
         stats.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
-        outcome = "cancelled"  # the client went away (its timeout) before we answered
+        outcome = "error"
+        planned: list[Fail] = []  # the failure chosen for this call, once chosen
         try:
-            response, outcome = await self._answer(request, deployment)
+            response, outcome = await self._answer(request, deployment, planned)
             return response
+        except asyncio.CancelledError:
+            # The client hung up before the answer was complete: what a `timeout` behaviour
+            # is for; otherwise the client's own deadline, or it stopped reading a stream.
+            outcome = "timeout" if planned == [Fail.TIMEOUT] else "cancelled"
+            raise
         finally:
             stats.outcomes[outcome] += 1
             self.in_flight -= 1
             stats.in_flight -= 1
 
     async def _answer(
-        self, request: web.Request, deployment: str
+        self, request: web.Request, deployment: str, planned: list[Fail]
     ) -> tuple[web.StreamResponse, str]:
         index = self.calls_by_deployment[deployment]
         self.calls_by_deployment[deployment] += 1
@@ -260,6 +266,7 @@ class Simulator:
         else:
             failing = rng.random() < behaviour.fail_probability
         fail = behaviour.fail if failing else Fail.NONE
+        planned.append(fail)
         # Drawn on every call, failing or not, so one call's failure does not shift the
         # jitter of the calls after it.
         delay = behaviour.latency_s + rng.random() * behaviour.jitter_s
@@ -323,9 +330,25 @@ class Simulator:
             error = error_body("We could not parse the JSON body.", "invalid_request_error", None)
             raise _Reject(400, error, "rejected") from exc
         messages = body.get("messages") if isinstance(body, dict) else None
-        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        if (
+            not messages
+            or not isinstance(messages, list)
+            or not all(isinstance(m, dict) for m in messages)
+        ):
             error = error_body(
-                "'messages' is a required property", "invalid_request_error", None, "messages"
+                "'messages' must be a non-empty list of messages",
+                "invalid_request_error",
+                None,
+                "messages",
+            )
+            raise _Reject(400, error, "rejected")
+        max_tokens = body.get("max_tokens")
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            error = error_body(
+                "'max_tokens' must be a positive integer",
+                "invalid_request_error",
+                None,
+                "max_tokens",
             )
             raise _Reject(400, error, "rejected")
         return body  # type: ignore[no-any-return]
@@ -399,30 +422,35 @@ class Simulator:
             payload = data if isinstance(data, str) else json.dumps(data)
             await response.write(f"data: {payload}\n\n".encode())
 
-        await send(chunk({"role": "assistant", "content": ""}))
-        pieces = reply.pieces()
-        for i, piece in enumerate(pieces):
-            if fail is Fail.BROKEN_STREAM and i == behaviour.broken_after_chunks:
-                break
-            await send(chunk({"content": piece}))
-            if fail is Fail.MALFORMED_JSON and i == 0:
+        try:
+            await send(chunk({"role": "assistant", "content": ""}))
+            pieces = reply.pieces()
+            for i, piece in enumerate(pieces):
+                if fail is Fail.BROKEN_STREAM and i == behaviour.broken_after_chunks:
+                    break
+                await send(chunk({"content": piece}))
+                if fail is Fail.MALFORMED_JSON and i == 0:
+                    await send(_TRUNCATED_CHUNK)
+                if behaviour.chunk_delay_s:
+                    await asyncio.sleep(behaviour.chunk_delay_s)
+            if fail is Fail.MALFORMED_JSON and not pieces:
                 await send(_TRUNCATED_CHUNK)
-            if behaviour.chunk_delay_s:
-                await asyncio.sleep(behaviour.chunk_delay_s)
-        if fail is Fail.MALFORMED_JSON and not pieces:
-            await send(_TRUNCATED_CHUNK)
-        if fail is Fail.BROKEN_STREAM:
-            # Before the finish, usage and [DONE] chunks: what a client sees when the
-            # provider dies mid-answer.
-            _drop(request)
-            return response, fail.value
-        await send(chunk({}, reply.finish_reason))
-        if include_usage and fail is not Fail.NO_USAGE:
-            usage_chunk = chunk({}) | {"choices": [], "usage": reply.usage()}
-            await send(usage_chunk)
-        await send("[DONE]")
-        await response.write_eof()
-        return response, _outcome(fail)
+            if fail is Fail.BROKEN_STREAM:
+                # Before the finish, usage and [DONE] chunks: what a client sees when the
+                # provider dies mid-answer.
+                _drop(request)
+                return response, fail.value
+            await send(chunk({}, reply.finish_reason))
+            if include_usage and fail is not Fail.NO_USAGE:
+                usage_chunk = chunk({}) | {"choices": [], "usage": reply.usage()}
+                await send(usage_chunk)
+            await send("[DONE]")
+            await response.write_eof()
+            return response, _outcome(fail)
+        except ConnectionResetError:
+            # The client stopped reading (its output guardrail blocked the answer, or its
+            # deadline passed): a normal ending for a stream, not a server error.
+            return response, "cancelled"
 
 
 @dataclass(frozen=True)

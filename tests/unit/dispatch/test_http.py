@@ -169,6 +169,14 @@ def test_timeout_bounds_the_whole_call() -> None:
         assert slow.outcome is CallOutcome.TIMEOUT and slow.status == 200
         assert slow.text and LOREM_16.startswith(slow.text) and slow.text != LOREM_16
         assert slow.usage is None
+        # The simulator notices the hang-ups (handlers are cancelled on disconnect).
+        for _ in range(50):
+            stats = (await client.get(f"{root}/sim/stats")).json()["deployments"]
+            if stats["hang"]["in_flight"] == stats["slow"]["in_flight"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert stats["hang"]["outcomes"] == {"timeout": 1}
+        assert stats["slow"]["outcomes"] == {"cancelled": 1}
 
     run(
         scenario,

@@ -78,11 +78,17 @@ def test_the_behaviour_header_overrides_one_request() -> None:
     run(scenario)
 
 
-def test_a_request_without_messages_is_a_400_in_openai_shape() -> None:
+def test_bad_requests_are_400s_in_openai_shape() -> None:
     async def scenario(root: str, client: httpx.AsyncClient) -> None:
-        response = await client.post(f"{root}/v1/chat/completions", json={"model": "m"})
-        assert response.status_code == 400
-        assert response.json()["error"]["type"] == "invalid_request_error"
+        url = f"{root}/v1/chat/completions"
+        for body in ({"model": "m"}, BODY | {"messages": []}, BODY | {"max_tokens": "9"}):
+            response = await client.post(url, json=body)
+            assert response.status_code == 400, body
+            assert response.json()["error"]["type"] == "invalid_request_error"
+        not_json = await client.post(url, content=b"{")
+        assert not_json.status_code == 400
+        stats = (await client.get(f"{root}/sim/stats")).json()["deployments"]["default"]
+        assert stats["outcomes"] == {"rejected": 4}
 
     run(scenario)
 
