@@ -40,7 +40,9 @@ class CallOutcome(StrEnum):
     # `on_chunk` returned False: we hung up on purpose. Its own outcome, not OK with a flag,
     # so no caller can deliver a blocked answer by checking only `outcome is OK`.
     STOPPED = "stopped"
-    UNREACHABLE = "unreachable"  # no response at all: refused, DNS, reset before headers
+    # No response at all: refused, DNS, reset before the status line. The request may still
+    # have reached the provider, so a retry must reuse the idempotency key.
+    UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,10 @@ by a path prefix, so a real client needs nothing but a base URL::
 Behaviour is set at start-up (`SimulatorConfig`), per deployment at run time
 (``POST /sim/config``), or for one request (the ``x-sim-behaviour`` header, a JSON object of
 `Behaviour` fields laid over the deployment's). ``GET /sim/stats`` reports what each
-deployment saw; ``DELETE /sim/stats`` clears it.
+deployment saw: calls, outcomes (``ok``, a `Fail` value, ``rejected`` for a bad request or
+key, ``cancelled`` when the client hung up first), idempotency keys with their counts, and
+in-flight calls now and at most; ``DELETE /sim/stats`` clears it (`fail_first` keeps
+counting: only ``POST /sim/config`` restarts a deployment's count).
 
 Everything random (latency jitter, probabilistic failures) comes from a generator per
 deployment seeded with the config's seed and the deployment's name, so a run is repeatable

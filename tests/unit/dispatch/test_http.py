@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -244,10 +245,13 @@ def test_other_4xx_is_rejected() -> None:
 
 
 def test_unreachable_when_nothing_listens() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago and is closed now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
     async def main() -> None:
         async with httpx.AsyncClient() as client:
-            # Port 9 (discard) on localhost: nothing listens there in a test environment.
-            result = await call("http://127.0.0.1:9", client, "d", timeout_s=0.5)
+            result = await call(f"http://127.0.0.1:{port}", client, "d", timeout_s=0.5)
         assert result.outcome in (CallOutcome.UNREACHABLE, CallOutcome.TIMEOUT)
         assert result.status is None
 
