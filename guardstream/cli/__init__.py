@@ -6,7 +6,18 @@ import sys
 
 import typer
 
-from guardstream.cli import bench, chaos, keys, lag, pipeline, schemas, stack, tenants, topics
+from guardstream.cli import (
+    bench,
+    chaos,
+    keys,
+    lag,
+    pipeline,
+    provider_sim,
+    schemas,
+    stack,
+    tenants,
+    topics,
+)
 from guardstream.cli.output import err
 from guardstream.errors import GuardstreamError
 
@@ -19,7 +30,7 @@ app = typer.Typer(
 for group in (stack, schemas, tenants, keys, topics, bench):
     app.add_typer(group.app, name=group.__name__.rsplit(".", 1)[-1])
 # Top-level commands (`guardstream worker`, `guardstream lag`, ...) keep their own names.
-for commands in (pipeline, lag, chaos):
+for commands in (pipeline, lag, chaos, provider_sim):
     for info in commands.app.registered_commands:
         app.registered_commands.append(info)
 
