@@ -22,6 +22,9 @@ class ModelSpec(BaseModel):
     max_output_tokens: PositiveInt
     input_micros_per_mtok: Annotated[int, Field(ge=0)]
     output_micros_per_mtok: Annotated[int, Field(ge=0)]
+    # Prompt tokens the provider served from its cache; absent: no discount (input price).
+    # Reasoning tokens have no price of their own: they are completion tokens.
+    cached_input_micros_per_mtok: Annotated[int, Field(ge=0)] | None = None
 
 
 class Catalog(BaseModel):

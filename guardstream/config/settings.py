@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     tiers_file: Path = Field(
         resources.data_file("config", "tiers.yaml"), description="Tier defaults"
     )
+    providers_file: Path = Field(
+        resources.data_file("config", "providers.yaml"),
+        description="LLM provider deployments per model, for the optional dispatch stage",
+    )
     demo_tenants_file: Path = Field(
         resources.data_file("config", "demo-tenants.yaml"), description="Tenants `demo` applies"
     )

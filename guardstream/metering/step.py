@@ -41,7 +41,7 @@ from guardstream.metering.keys import (
     request_key,
     reservation_key,
 )
-from guardstream.metering.money import apply_multiplier, cost_micros
+from guardstream.metering.money import apply_multiplier, token_cost_micros
 from guardstream.metering.periods import Period, period_keys, period_span_ms
 from guardstream.reasons import Reason
 from guardstream.records import Ingress, Position
@@ -378,8 +378,7 @@ def _decide(
         )
 
     amount = apply_multiplier(
-        cost_micros(record["estimated_input_tokens"], spec.input_micros_per_mtok)
-        + cost_micros(record["max_tokens"], spec.output_micros_per_mtok),
+        token_cost_micros(spec, record["estimated_input_tokens"], record["max_tokens"]),
         lim.cost_multiplier_bp,
     )
     day, month = period_keys(pos.ts_ms)
@@ -456,8 +455,9 @@ def _settle(
         audits.add("USAGE_UNKNOWN", request_id, detail=f"model '{record['model']}' unpriced")
     else:
         actual = apply_multiplier(
-            cost_micros(record["usage_input_tokens"] or 0, spec.input_micros_per_mtok)
-            + cost_micros(record["usage_output_tokens"] or 0, spec.output_micros_per_mtok),
+            token_cost_micros(
+                spec, record["usage_input_tokens"] or 0, record["usage_output_tokens"] or 0
+            ),
             multiplier,
         )
     late = res["s"] == "expired"  # its budget was released already: charge it all now

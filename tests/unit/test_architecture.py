@@ -1,10 +1,10 @@
 """Architecture rules, checked by reading the package's imports with `ast` (nothing imported).
 
 1. No import cycle between guardstream modules.
-2. The pure-logic packages (ingest, guardrails, metering, config, lag.status) must not reach
-   Faust or a Kafka client, nor the Faust-facing packages (agents, runtime, cli) - directly
-   or through any chain of guardstream modules: pure code must not pull Faust in through a
-   helper.
+2. The pure-logic packages (ingest, guardrails, metering, config, lag.status, the dispatch
+   rules) must not reach Faust or a Kafka client, nor the Faust-facing packages (agents,
+   runtime, cli) - directly or through any chain of guardstream modules: pure code must not
+   pull Faust in through a helper.
 
 How imports are counted (the same rules for both checks):
 
@@ -48,6 +48,11 @@ PURE_PACKAGES = (
     "guardstream.config",
     # The lag package reads from Kafka; its status rules do not and must stay that way.
     "guardstream.lag.status",
+    # The dispatch stage's retry and usage rules. Its router uses runtime.breaker (the one
+    # circuit breaker), so it is not listed; neither is the HTTP client.
+    "guardstream.dispatch.attempt",
+    "guardstream.dispatch.retry",
+    "guardstream.dispatch.usage",
 )
 FORBIDDEN_EXTERNAL = ("faust", "mode", "aiokafka", "confluent_kafka")
 FORBIDDEN_INTERNAL = ("guardstream.agents", "guardstream.runtime", "guardstream.cli")
