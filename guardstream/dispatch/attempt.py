@@ -26,6 +26,12 @@ class Outcome(StrEnum):
     REJECTED = "REJECTED"  # any other 4xx: the request itself was refused
     BROKEN_STREAM = "BROKEN_STREAM"  # the answer started, then the stream broke off
     MALFORMED = "MALFORMED"  # a 2xx whose body could not be understood
+    # The output guardrail hung up on purpose. Its own outcome, not OK with a flag, so no
+    # caller can deliver a blocked answer by checking only `outcome is OK`.
+    STOPPED = "STOPPED"
+    # No response at all: refused, DNS, reset before the status line. The request may still
+    # have reached the provider, so a retry must reuse the idempotency key.
+    UNREACHABLE = "UNREACHABLE"
 
 
 class TokenUsage(Protocol):

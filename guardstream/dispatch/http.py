@@ -1,7 +1,7 @@
 """One chat-completions call to one deployment, over an OpenAI-compatible HTTP API.
 
 `call_chat` never raises for anything the provider or the network does: every ending is a
-`CallOutcome` in the `CallResult`, so the caller's retry, backoff and circuit-breaker logic
+`Outcome` in the `CallResult`, so the caller's retry, backoff and circuit-breaker logic
 is one `match` on data rather than a ladder of exception types. Retrying is the caller's job;
 this module sends each call once.
 """
@@ -16,43 +16,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from enum import StrEnum
 from typing import Any
 
 import httpx
 
+from guardstream.dispatch.attempt import Outcome
+from guardstream.dispatch.usage import Usage
+
 # Called with each streamed text delta; False stops the stream (the output guardrail
 # blocked it). May be sync or async.
 OnChunk = Callable[[str], bool | Awaitable[bool]]
-
-
-class CallOutcome(StrEnum):
-    """How a call ended."""
-
-    OK = "ok"
-    RATE_LIMITED = "rate_limited"  # 429; `retry_after_s` when the provider said
-    SERVER_ERROR = "server_error"  # 5xx, or an error object inside a stream
-    TIMEOUT = "timeout"  # `timeout_s` passed (also 408, and waiting for a pooled connection)
-    CONTEXT_LENGTH = "context_length"  # 400 context_length_exceeded: retrying cannot help
-    REJECTED = "rejected"  # any other 4xx (bad key, bad request): retrying cannot help
-    BROKEN_STREAM = "broken_stream"  # the connection dropped before the answer was complete
-    MALFORMED = "malformed"  # a 200 whose body (or a stream chunk) is not the protocol
-    # `on_chunk` returned False: we hung up on purpose. Its own outcome, not OK with a flag,
-    # so no caller can deliver a blocked answer by checking only `outcome is OK`.
-    STOPPED = "stopped"
-    # No response at all: refused, DNS, reset before the status line. The request may still
-    # have reached the provider, so a retry must reuse the idempotency key.
-    UNREACHABLE = "unreachable"
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Token counts as the provider reported them (reasoning is part of completion)."""
-
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,7 +38,7 @@ class CallResult:
     providers); the caller then estimates. `status` is None when no response arrived.
     """
 
-    outcome: CallOutcome
+    outcome: Outcome
     status: int | None
     text: str = ""
     usage: Usage | None = None
@@ -121,13 +94,13 @@ async def call_chat(
             finally:
                 await response.aclose()
     except (TimeoutError, httpx.TimeoutException) as exc:
-        return call.result(CallOutcome.TIMEOUT, error=_describe(exc, "timed out"))
+        return call.result(Outcome.TIMEOUT, error=_describe(exc, "timed out"))
     except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
         # Before the status line this is a connection reset; after it, a broken body.
-        outcome = CallOutcome.UNREACHABLE if call.status is None else CallOutcome.BROKEN_STREAM
+        outcome = Outcome.UNREACHABLE if call.status is None else Outcome.BROKEN_STREAM
         return call.result(outcome, error=_describe(exc, "connection dropped"))
     except httpx.TransportError as exc:
-        return call.result(CallOutcome.UNREACHABLE, error=_describe(exc, "unreachable"))
+        return call.result(Outcome.UNREACHABLE, error=_describe(exc, "unreachable"))
 
 
 class _Call:
@@ -144,7 +117,7 @@ class _Call:
 
     def result(
         self,
-        outcome: CallOutcome,
+        outcome: Outcome,
         *,
         error: str | None = None,
         retry_after_s: float | None = None,
@@ -179,14 +152,14 @@ class _Call:
         # 503s carry retry-after too (overloaded, not broken); the caller may honour it.
         after = retry_after(response.headers) if status in (429, 503) else None
         if status == 429:
-            return self.result(CallOutcome.RATE_LIMITED, error=error, retry_after_s=after)
+            return self.result(Outcome.RATE_LIMITED, error=error, retry_after_s=after)
         if status >= 500:
-            return self.result(CallOutcome.SERVER_ERROR, error=error, retry_after_s=after)
+            return self.result(Outcome.SERVER_ERROR, error=error, retry_after_s=after)
         if status == 408:
-            return self.result(CallOutcome.TIMEOUT, error=error)
+            return self.result(Outcome.TIMEOUT, error=error)
         if status in (400, 413) and code == "context_length_exceeded":
-            return self.result(CallOutcome.CONTEXT_LENGTH, error=error)
-        return self.result(CallOutcome.REJECTED, error=error)
+            return self.result(Outcome.CONTEXT_LENGTH, error=error)
+        return self.result(Outcome.REJECTED, error=error)
 
     async def _read_plain(self, response: httpx.Response) -> CallResult:
         await response.aread()
@@ -197,12 +170,12 @@ class _Call:
             if not isinstance(text, str):
                 raise TypeError("content is not a string")
         except (ValueError, LookupError, TypeError) as exc:
-            return self.result(CallOutcome.MALFORMED, error=f"bad completion body: {exc!r}")
+            return self.result(Outcome.MALFORMED, error=f"bad completion body: {exc!r}")
         self.finish_reason = choice.get("finish_reason")
         self.usage = parse_usage(completion.get("usage"))
         if text and not await self._deliver(text):
-            return self.result(CallOutcome.STOPPED)
-        return self.result(CallOutcome.OK)
+            return self.result(Outcome.STOPPED)
+        return self.result(Outcome.OK)
 
     async def _read_stream(self, response: httpx.Response) -> CallResult:
         async for line in response.aiter_lines():
@@ -212,27 +185,27 @@ class _Call:
                 continue
             data = line[5:].strip()
             if data == "[DONE]":
-                return self.result(CallOutcome.OK)
+                return self.result(Outcome.OK)
             try:
                 chunk = json.loads(data)
                 if not isinstance(chunk, dict):
                     raise TypeError("chunk is not an object")
                 if "error" in chunk:
                     _, message = _error_fields(data.encode())
-                    return self.result(CallOutcome.SERVER_ERROR, error=f"in stream: {message}")
+                    return self.result(Outcome.SERVER_ERROR, error=f"in stream: {message}")
                 deltas = [
                     (c["delta"].get("content"), c.get("finish_reason")) for c in chunk["choices"]
                 ]
             except (ValueError, LookupError, TypeError, AttributeError) as exc:
-                return self.result(CallOutcome.MALFORMED, error=f"bad stream chunk: {exc!r}")
+                return self.result(Outcome.MALFORMED, error=f"bad stream chunk: {exc!r}")
             if chunk.get("usage"):
                 self.usage = parse_usage(chunk["usage"])
             for content, finish_reason in deltas:
                 self.finish_reason = finish_reason or self.finish_reason
                 if content and not await self._deliver(content):
-                    return self.result(CallOutcome.STOPPED)
+                    return self.result(Outcome.STOPPED)
         # A clean end of the body without [DONE]: the provider stopped mid-protocol.
-        return self.result(CallOutcome.BROKEN_STREAM, error="stream ended without [DONE]")
+        return self.result(Outcome.BROKEN_STREAM, error="stream ended without [DONE]")
 
     async def _deliver(self, text: str) -> bool:
         if self.first_token_s is None:

@@ -5,12 +5,12 @@ Pure functions; the random source is passed in, so tests seed it.
 Outcome classes:
 
 * retried on the same deployment (up to `max_attempts`), then the next one: RATE_LIMITED,
-  SERVER_ERROR, TIMEOUT, BROKEN_STREAM - passing trouble at the provider;
+  SERVER_ERROR, TIMEOUT, BROKEN_STREAM, UNREACHABLE - passing trouble at the provider;
 * the next deployment at once: MALFORMED - a deployment answering garbage is likely to do it
   again, another one may not - and any outcome this module does not know (a newer client);
 * final for the request: REJECTED (the request is refused; another deployment of the same
-  model would refuse it too) and CONTEXT_LENGTH (handled by the router: the model's
-  `context_fallback`, if any).
+  model would refuse it too), CONTEXT_LENGTH (handled by the router: the model's
+  `context_fallback`, if any) and STOPPED (an answer our output guardrail cut off).
 
 Every outcome of the first two classes counts as a failure for the deployment's breaker;
 those of the third prove the deployment is up (it answered) and count as successes.
@@ -24,9 +24,16 @@ from guardstream.config.providers import RetryPolicy
 from guardstream.dispatch.attempt import Outcome
 
 RETRY_HERE = frozenset(
-    {Outcome.RATE_LIMITED, Outcome.SERVER_ERROR, Outcome.TIMEOUT, Outcome.BROKEN_STREAM}
+    {
+        Outcome.RATE_LIMITED,
+        Outcome.SERVER_ERROR,
+        Outcome.TIMEOUT,
+        Outcome.BROKEN_STREAM,
+        Outcome.UNREACHABLE,
+    }
 )
-FINAL = frozenset({Outcome.REJECTED, Outcome.CONTEXT_LENGTH})
+# STOPPED: the deployment answered and our output guardrail hung up; the answer stands.
+FINAL = frozenset({Outcome.REJECTED, Outcome.CONTEXT_LENGTH, Outcome.STOPPED})
 
 
 def counts_against_deployment(outcome: str) -> bool:

@@ -167,7 +167,7 @@ class Router:
                     if result is None:  # breaker open
                         break
                     last = result
-                    if result.outcome == Outcome.OK:
+                    if result.outcome in (Outcome.OK, Outcome.STOPPED):  # an answer
                         return RouteResult(current, d.name, result, None, tuple(trace))
                     if result.outcome == Outcome.REJECTED:
                         return self._failed(current, last, FinalCode.PROVIDER_REJECTED, trace)

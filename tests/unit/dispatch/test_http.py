@@ -10,8 +10,10 @@ from typing import Any
 
 import httpx
 
-from guardstream.dispatch.http import CallOutcome, CallResult, Usage, call_chat, retry_after
+from guardstream.dispatch.attempt import Outcome
+from guardstream.dispatch.http import CallResult, call_chat, retry_after
 from guardstream.dispatch.simulator import Behaviour, Fail, Simulator, SimulatorConfig, running
+from guardstream.dispatch.usage import Usage
 
 MESSAGES = [{"role": "user", "content": "x" * 40}]  # 10 prompt tokens at 4 chars a token
 LOREM_16 = (
@@ -64,7 +66,7 @@ def config(**deployments: Behaviour) -> SimulatorConfig:
 def test_plain_ok_reports_usage_with_cached_and_reasoning_tokens() -> None:
     async def scenario(sim: Simulator, root: str, client: httpx.AsyncClient) -> None:
         result = await call(root, client, "d")
-        assert result.outcome is CallOutcome.OK and result.status == 200
+        assert result.outcome is Outcome.OK and result.status == 200
         assert result.text == LOREM_16
         assert result.finish_reason == "stop"
         assert result.usage == Usage(
@@ -79,7 +81,7 @@ def test_streamed_ok_assembles_the_deltas_and_reads_the_usage_chunk() -> None:
     async def scenario(sim: Simulator, root: str, client: httpx.AsyncClient) -> None:
         seen: list[str] = []
         result = await call(root, client, "d", stream=True, on_chunk=seen.append)
-        assert result.outcome is CallOutcome.OK and result.status == 200
+        assert result.outcome is Outcome.OK and result.status == 200
         assert result.text == "".join(seen) == LOREM_16
         assert len(seen) == 16
         assert result.usage == Usage(10, 16, 0, 0)
@@ -106,11 +108,11 @@ def test_rate_limited_with_retry_after_seconds_and_http_date() -> None:
     async def scenario(sim: Simulator, root: str, client: httpx.AsyncClient) -> None:
         for stream in (False, True):
             result = await call(root, client, "seconds", stream=stream)
-            assert result.outcome is CallOutcome.RATE_LIMITED and result.status == 429
+            assert result.outcome is Outcome.RATE_LIMITED and result.status == 429
             assert result.retry_after_s == 3
             assert result.usage is None
         dated = await call(root, client, "date")
-        assert dated.outcome is CallOutcome.RATE_LIMITED
+        assert dated.outcome is Outcome.RATE_LIMITED
         assert dated.retry_after_s is not None and 8 <= dated.retry_after_s <= 10
 
     run(
@@ -136,17 +138,15 @@ def test_retry_after_parsing() -> None:
 def test_server_errors_for_the_first_k_calls_then_ok() -> None:
     async def scenario(sim: Simulator, root: str, client: httpx.AsyncClient) -> None:
         outcomes = [(await call(root, client, "d", stream=i % 2 == 1)) for i in range(4)]
-        assert [r.outcome for r in outcomes] == [CallOutcome.SERVER_ERROR] * 2 + [
-            CallOutcome.OK
-        ] * 2
+        assert [r.outcome for r in outcomes] == [Outcome.SERVER_ERROR] * 2 + [Outcome.OK] * 2
         assert outcomes[0].status == 503 and outcomes[0].error is not None
 
     run(scenario, config(d=Behaviour(fail=Fail.STATUS, status=503, fail_first=2)))
 
 
 def test_probabilistic_failures_are_repeatable_with_a_seed() -> None:
-    def outcomes() -> list[CallOutcome]:
-        seen: list[CallOutcome] = []
+    def outcomes() -> list[Outcome]:
+        seen: list[Outcome] = []
 
         async def scenario(sim: Simulator, root: str, client: httpx.AsyncClient) -> None:
             for _ in range(30):
@@ -157,17 +157,17 @@ def test_probabilistic_failures_are_repeatable_with_a_seed() -> None:
 
     first = outcomes()
     assert first == outcomes()
-    assert 0 < first.count(CallOutcome.SERVER_ERROR) < 30
+    assert 0 < first.count(Outcome.SERVER_ERROR) < 30
 
 
 def test_timeout_bounds_the_whole_call() -> None:
     async def scenario(sim: Simulator, root: str, client: httpx.AsyncClient) -> None:
         hung = await call(root, client, "hang", timeout_s=0.2)
-        assert hung.outcome is CallOutcome.TIMEOUT and hung.status is None
+        assert hung.outcome is Outcome.TIMEOUT and hung.status is None
         assert 0.2 <= hung.latency_s < 1
         # A stream that trickles past the deadline: partial text, no usage.
         slow = await call(root, client, "slow", stream=True, timeout_s=0.3)
-        assert slow.outcome is CallOutcome.TIMEOUT and slow.status == 200
+        assert slow.outcome is Outcome.TIMEOUT and slow.status == 200
         assert slow.text and LOREM_16.startswith(slow.text) and slow.text != LOREM_16
         assert slow.usage is None
         # The simulator notices the hang-ups (handlers are cancelled on disconnect).
@@ -188,11 +188,11 @@ def test_timeout_bounds_the_whole_call() -> None:
 def test_broken_stream_returns_the_partial_text_and_no_usage() -> None:
     async def scenario(sim: Simulator, root: str, client: httpx.AsyncClient) -> None:
         streamed = await call(root, client, "d", stream=True)
-        assert streamed.outcome is CallOutcome.BROKEN_STREAM and streamed.status == 200
+        assert streamed.outcome is Outcome.BROKEN_STREAM and streamed.status == 200
         assert streamed.text == "lorem ipsum dolor"
         assert streamed.usage is None
         plain = await call(root, client, "d")
-        assert plain.outcome is CallOutcome.BROKEN_STREAM and plain.text == ""
+        assert plain.outcome is Outcome.BROKEN_STREAM and plain.text == ""
 
     run(scenario, config(d=Behaviour(fail=Fail.BROKEN_STREAM, broken_after_chunks=3)))
 
@@ -200,9 +200,9 @@ def test_broken_stream_returns_the_partial_text_and_no_usage() -> None:
 def test_malformed_json() -> None:
     async def scenario(sim: Simulator, root: str, client: httpx.AsyncClient) -> None:
         plain = await call(root, client, "d")
-        assert plain.outcome is CallOutcome.MALFORMED and plain.status == 200
+        assert plain.outcome is Outcome.MALFORMED and plain.status == 200
         streamed = await call(root, client, "d", stream=True)
-        assert streamed.outcome is CallOutcome.MALFORMED and streamed.text == "lorem"
+        assert streamed.outcome is Outcome.MALFORMED and streamed.text == "lorem"
 
     run(scenario, config(d=Behaviour(fail=Fail.MALFORMED_JSON)))
 
@@ -211,7 +211,7 @@ def test_no_usage_is_ok_with_usage_none() -> None:
     async def scenario(sim: Simulator, root: str, client: httpx.AsyncClient) -> None:
         for stream in (False, True):
             result = await call(root, client, "d", stream=stream)
-            assert result.outcome is CallOutcome.OK and result.text == LOREM_16
+            assert result.outcome is Outcome.OK and result.text == LOREM_16
             assert result.usage is None
 
     run(scenario, config(d=Behaviour(fail=Fail.NO_USAGE)))
@@ -221,9 +221,9 @@ def test_context_length_by_fail_mode_and_by_window() -> None:
     async def scenario(sim: Simulator, root: str, client: httpx.AsyncClient) -> None:
         for deployment in ("fail", "window"):
             result = await call(root, client, deployment, stream=True)
-            assert result.outcome is CallOutcome.CONTEXT_LENGTH and result.status == 400
+            assert result.outcome is Outcome.CONTEXT_LENGTH and result.status == 400
         # 10 prompt tokens + max_tokens 100 fit in 200.
-        assert (await call(root, client, "roomy")).outcome is CallOutcome.OK
+        assert (await call(root, client, "roomy")).outcome is Outcome.OK
 
     run(
         scenario,
@@ -238,7 +238,7 @@ def test_context_length_by_fail_mode_and_by_window() -> None:
 def test_other_4xx_is_rejected() -> None:
     async def scenario(sim: Simulator, root: str, client: httpx.AsyncClient) -> None:
         result = await call(root, client, "locked")
-        assert result.outcome is CallOutcome.REJECTED and result.status == 401
+        assert result.outcome is Outcome.REJECTED and result.status == 401
         assert result.error is not None and "Incorrect API key" in result.error
 
     run(scenario, config(locked=Behaviour(api_key="sk-other")))
@@ -252,7 +252,7 @@ def test_unreachable_when_nothing_listens() -> None:
     async def main() -> None:
         async with httpx.AsyncClient() as client:
             result = await call(f"http://127.0.0.1:{port}", client, "d", timeout_s=0.5)
-        assert result.outcome in (CallOutcome.UNREACHABLE, CallOutcome.TIMEOUT)
+        assert result.outcome in (Outcome.UNREACHABLE, Outcome.TIMEOUT)
         assert result.status is None
 
     asyncio.run(main())
@@ -267,12 +267,12 @@ def test_on_chunk_false_stops_the_stream() -> None:
             return "toxic" not in delta
 
         result = await call(root, client, "d", stream=True, on_chunk=guard)
-        assert result.outcome is CallOutcome.STOPPED and result.status == 200
+        assert result.outcome is Outcome.STOPPED and result.status == 200
         assert result.text == "fine words then toxic" == "".join(seen)
         assert result.usage is None
         # A sync callback, on a plain call: it sees the whole text once.
         plain = await call(root, client, "d", on_chunk=lambda text: "toxic" not in text)
-        assert plain.outcome is CallOutcome.STOPPED
+        assert plain.outcome is Outcome.STOPPED
 
     run(scenario, config(d=Behaviour(text="fine words then toxic and more after")))
 
@@ -291,9 +291,13 @@ def test_idempotency_keys_are_recorded_per_deployment() -> None:
 def test_many_concurrent_calls_overlap() -> None:
     async def scenario(sim: Simulator, root: str, client: httpx.AsyncClient) -> None:
         results = await asyncio.gather(
-            *(call(root, client, "d", key=f"k{i}", stream=i % 2 == 0) for i in range(300))
+            # A generous timeout: 300 calls on two busy cores must not fail for slowness.
+            *(
+                call(root, client, "d", key=f"k{i}", stream=i % 2 == 0, timeout_s=60)
+                for i in range(300)
+            )
         )
-        assert all(r.outcome is CallOutcome.OK for r in results)
+        assert all(r.outcome is Outcome.OK for r in results)
         stats = (await client.get(f"{root}/sim/stats")).json()
         # Sequential calls would never have more than one in flight. All 300 overlap on an
         # idle machine; half leaves room for a slow CI runner issuing them more slowly.
