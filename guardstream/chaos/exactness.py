@@ -76,8 +76,16 @@ class Collector(threading.Thread):
         self.first_seen: dict[str, float] = {}  # request id -> when its decision first came
         self.audits: list[tuple[int, int, bytes, dict[str, Any]]] = []
         self.lock = threading.Lock()
+        self.error: BaseException | None = None
 
     def run(self) -> None:
+        try:
+            self._collect()
+        except BaseException as exc:  # seen by SteadyLoad's watch, not lost with the thread
+            self.error = exc
+            raise
+
+    def _collect(self) -> None:
         c = Consumer(
             kafka_config(
                 self.settings, {"group.id": "unused", "enable.auto.commit": False, "log_level": 0}
@@ -186,7 +194,19 @@ class Scenario:
         self.collector = Collector(s)
         self.collector.start()
         self.producer = Producer(
-            kafka_config(s, {"linger.ms": 20, "enable.idempotence": True, "log_level": 0})
+            # The load is the client, not what is tested: like a client that must not lose
+            # its events, it never gives up on one (message.timeout.ms 0: no time limit).
+            # With librdkafka's default of 300 s, a flush cut short by a broker kill left
+            # usage undelivered and the run failing as if the pipeline had lost it.
+            kafka_config(
+                s,
+                {
+                    "linger.ms": 20,
+                    "enable.idempotence": True,
+                    "message.timeout.ms": 0,
+                    "log_level": 0,
+                },
+            )
         )
         self.tenant_of: dict[str, str] = {}
         self.admitted: list[str] = []
@@ -232,11 +252,14 @@ class Scenario:
                 self.producer.poll(0)
         self._flush("requests")
 
-    def _flush(self, what: str) -> None:
-        if self.producer.flush(120):
-            raise GuardstreamError(
-                f"{what} were not delivered to the broker within 120 s", "check the stack"
-            )
+    def _flush(self, what: str, timeout_s: float = 600) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.producer.flush(5):  # in steps, so a slow broker is waited out
+            if time.monotonic() > deadline:
+                raise GuardstreamError(
+                    f"{what} were not delivered to the broker within {timeout_s:.0f} s",
+                    "check the stack (`guardstream stack status`)",
+                )
 
     def admissions(self) -> set[str]:
         """The request ids admitted so far."""
@@ -503,11 +526,23 @@ class SteadyLoad:
                 last, since = now, at
             self.longest_stall_s = max(self.longest_stall_s, at - since)
 
+    def _healthy(self, done: Callable[[], bool]) -> Callable[[], bool]:
+        """`done`, raising at once if a load thread or the collector has failed."""
+
+        def check() -> bool:
+            if self.errors:
+                raise self.errors[0]
+            if self.sc.collector.error is not None:
+                raise self.sc.collector.error
+            return done()
+
+        return check
+
     def sent_fraction(self, fraction: float, timeout: float = 300) -> None:
         """Wait until this share of the requests has been produced."""
         wait(
             f"{fraction:.0%} of the requests sent",
-            lambda: self.sc.sent >= self.sc.n * fraction,
+            self._healthy(lambda: self.sc.sent >= self.sc.n * fraction),
             timeout,
             self.sc.say,
         )
@@ -518,16 +553,18 @@ class SteadyLoad:
         self._threads[0].join(timeout)
         if self.errors:
             raise self.errors[0]
-        wait("every request's decision", self.sc.all_decided, timeout, say)
+        wait("every request's decision", self._healthy(self.sc.all_decided), timeout, say)
         # The follower reports the last admissions; then every one of them must be charged.
         deadline = time.monotonic() + timeout
         while len(self.sc.admissions()) > len(self.sc.admitted) and time.monotonic() < deadline:
+            if self.errors:  # the follower died: say why now, not after every timeout
+                raise self.errors[0]
             time.sleep(0.5)
         self.stop.set()
         for t in self._threads[1:]:
             t.join(30)
         try:
-            wait("every usage report's charge", self.sc.all_charged, timeout, say)
+            wait("every usage report's charge", self._healthy(self.sc.all_charged), timeout, say)
         except GuardstreamError:
             raise GuardstreamError(self.sc.uncharged(), "read the workers' logs") from None
         if self.errors:
