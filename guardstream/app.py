@@ -8,7 +8,7 @@ from typing import Any
 import faust
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 
-from guardstream.agents import ingest, meter
+from guardstream.agents import dispatch, ingest, meter
 from guardstream.agents.context import Context
 from guardstream.auth.keyring import Keyring
 from guardstream.config.catalog import cached_catalog
@@ -156,6 +156,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
 
     ingest.register(app, ctx)
     meter.register(app, ctx)
+    if settings.dispatch:
+        dispatch.register(app, ctx, policy_for)
     register_health(app)
     register_diagnostics(app)
     register_tenant_page(app, tables, tiers)

@@ -136,6 +136,19 @@ class Settings(BaseSettings):
         resources.data_file("config", "providers.yaml"),
         description="LLM provider deployments per model, for the optional dispatch stage",
     )
+    dispatch: bool = Field(
+        False,
+        description="Run the dispatch stage: call the model for every admitted request "
+        "and write its completion and usage",
+    )
+    dispatch_max_in_flight: int = Field(
+        512, ge=1, description="Model calls one worker keeps in flight at most"
+    )
+    dispatch_stream: bool = Field(
+        True,
+        description="Stream answers from the provider (output guardrails scan as chunks "
+        "arrive and stop a blocked answer early)",
+    )
     demo_tenants_file: Path = Field(
         resources.data_file("config", "demo-tenants.yaml"), description="Tenants `demo` applies"
     )

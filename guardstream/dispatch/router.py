@@ -36,10 +36,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
 from guardstream.config.providers import Deployment, Providers
 from guardstream.dispatch.attempt import AttemptFn, CallResult, Outcome
+from guardstream.dispatch.codes import CompletionCode
 from guardstream.dispatch.retry import counts_against_deployment, retry_delay_s
 from guardstream.runtime.breaker import BreakerState, CircuitBreaker
 
@@ -47,14 +47,6 @@ from guardstream.runtime.breaker import BreakerState, CircuitBreaker
 BREAKER_OPEN = "BREAKER_OPEN"
 # A breaker state as a gauge value (for a `..._breaker_state` metric per deployment).
 STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
-
-
-class FinalCode(StrEnum):
-    """Why a request got no answer (the rule is in this module's docstring)."""
-
-    PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
-    PROVIDER_REJECTED = "PROVIDER_REJECTED"
-    TIMEOUT = "TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -80,7 +72,7 @@ class RouteResult:
     model: str
     deployment: str | None
     result: CallResult | None
-    error: FinalCode | None
+    error: CompletionCode | None
     trace: tuple[AttemptRecord, ...]
 
     @property
@@ -149,8 +141,14 @@ class Router:
                 break
         return [first, *(d for d in deployments if d is not first)]
 
-    async def route(self, model: str, request_id: str = "") -> RouteResult:
-        """Call the model's deployments until one answers or none is left (module docstring)."""
+    async def route(
+        self, model: str, request_id: str = "", attempt: AttemptFn | None = None
+    ) -> RouteResult:
+        """Call the model's deployments until one answers or none is left (module docstring).
+
+        `attempt` makes one call for this request (its messages, its idempotency key); the
+        router's own attempt function is used when none is given.
+        """
         trace: list[AttemptRecord] = []
         last: CallResult | None = None
         visited = {model}
@@ -163,19 +161,21 @@ class Router:
                 waited = 0.0
                 while True:
                     tries += 1
-                    result = await self._call(d, current, trace, waited)
+                    result = await self._call(d, current, trace, waited, attempt or self._attempt)
                     if result is None:  # breaker open
                         break
                     last = result
                     if result.outcome in (Outcome.OK, Outcome.STOPPED):  # an answer
                         return RouteResult(current, d.name, result, None, tuple(trace))
                     if result.outcome == Outcome.REJECTED:
-                        return self._failed(current, last, FinalCode.PROVIDER_REJECTED, trace)
+                        return self._failed(current, last, CompletionCode.PROVIDER_REJECTED, trace)
                     if result.outcome == Outcome.CONTEXT_LENGTH:
                         route = self.providers.route(current)
                         fallback = route.context_fallback if route else None
                         if fallback is None or fallback in visited:
-                            return self._failed(current, last, FinalCode.PROVIDER_REJECTED, trace)
+                            return self._failed(
+                                current, last, CompletionCode.PROVIDER_REJECTED, trace
+                            )
                         break
                     delay = retry_delay_s(
                         result.outcome, tries, policy, self._rng, result.retry_after_s
@@ -191,11 +191,16 @@ class Router:
             visited.add(fallback)
             current = fallback
         timed_out = last is not None and last.outcome == Outcome.TIMEOUT
-        code = FinalCode.TIMEOUT if timed_out else FinalCode.PROVIDER_UNAVAILABLE
+        code = CompletionCode.TIMEOUT if timed_out else CompletionCode.PROVIDER_UNAVAILABLE
         return self._failed(current, last, code, trace)
 
     async def _call(
-        self, d: Deployment, model: str, trace: list[AttemptRecord], waited: float
+        self,
+        d: Deployment,
+        model: str,
+        trace: list[AttemptRecord],
+        waited: float,
+        attempt: AttemptFn,
     ) -> CallResult | None:
         """One call through the deployment's breaker and slots; None when the breaker is open."""
         breaker = self._breakers[d.name]
@@ -204,7 +209,7 @@ class Router:
             async with self._slots[d.name]:
                 if breaker.try_acquire(self._clock()):
                     try:
-                        result = await self._attempt(d, model)
+                        result = await attempt(d, model)
                     except BaseException:
                         breaker.abandon()  # cancelled (or a bug): free the probe slot
                         raise
@@ -221,6 +226,6 @@ class Router:
 
     @staticmethod
     def _failed(
-        model: str, last: CallResult | None, code: FinalCode, trace: list[AttemptRecord]
+        model: str, last: CallResult | None, code: CompletionCode, trace: list[AttemptRecord]
     ) -> RouteResult:
         return RouteResult(model, None, last, code, tuple(trace))

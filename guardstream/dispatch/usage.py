@@ -12,7 +12,8 @@ The estimate, when the provider reported no usage or the stream broke:
   which errs high;
 * completion tokens, call complete: the same estimator over the text received (it adds a
   message's chat overhead, so it errs high by a few tokens);
-* completion tokens, stream broken: `max_tokens`, not the text received. The provider went
+* completion tokens, call cut short (stream broken, timed out, or stopped by our output
+  guardrail): `max_tokens`, not the text received. The provider went
   on generating after the break and bills what it generated, which we never saw; only
   `max_tokens` bounds it. Charging the bound is what was reserved, so the budget is never
   under-charged, at the cost of over-charging a broken request by what was not generated.
@@ -71,19 +72,24 @@ def estimate_usage(
     return Usage(prompt, completion, estimated=True)
 
 
+# Calls that may have generated more than was received: estimated up to max_tokens.
+CUT_SHORT = frozenset({Outcome.BROKEN_STREAM, Outcome.TIMEOUT, Outcome.STOPPED})
+
+
 def call_usage(
     result: CallResult | None, messages: Messages, spec: ModelSpec, max_tokens: int | None
 ) -> Usage:
     """The usage to report for a call: the provider's when it gave one, else the estimate.
 
-    A broken stream is estimated even when the provider sent usage so far: that usage stops
-    at the break, while the provider bills what it generated after it. Any other failure,
-    or no call at all (every breaker open), is zero usage: nothing was generated, and the
-    request's reservation is released in full.
+    A call cut short - a broken stream, a timeout, or a stream our output guardrail stopped
+    (`CUT_SHORT`) - is estimated even when the provider sent usage so far: that usage stops
+    at the cut, while the provider bills what it went on generating after it. Any other
+    failure, or no call at all (every breaker open), is zero usage: the provider refused
+    before generating, and the request's reservation is released in full.
     """
-    if result is None or result.outcome not in (Outcome.OK, Outcome.BROKEN_STREAM):
+    if result is None or (result.outcome != Outcome.OK and result.outcome not in CUT_SHORT):
         return Usage(0, 0)
-    broken = result.outcome == Outcome.BROKEN_STREAM
+    broken = result.outcome in CUT_SHORT
     if result.usage is not None and not broken:
         return Usage.reported(result.usage)
     return estimate_usage(messages, spec, result.text, complete=not broken, max_tokens=max_tokens)

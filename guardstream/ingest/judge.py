@@ -273,6 +273,7 @@ class Judge:
             request_id=usage.request_id,
             usage_input_tokens=usage.input_tokens,
             usage_output_tokens=usage.output_tokens,
+            usage_cached_input_tokens=usage.cached_input_tokens,
         )
         return self._forward(rec, who, usage.tenant_id, record, {})
 
@@ -305,6 +306,7 @@ class Judge:
             "sanitized_request": None,
             "usage_input_tokens": None,
             "usage_output_tokens": None,
+            "usage_cached_input_tokens": None,
             "authid": caller.authid if caller else None,
         }
 

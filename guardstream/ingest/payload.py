@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{1,62}$"
 MAX_MESSAGES = 256
@@ -52,6 +52,14 @@ class UsagePayload(BaseModel):
     model: Annotated[str, Field(min_length=1, max_length=128)]
     input_tokens: Annotated[int, Field(ge=0, le=100_000_000)]
     output_tokens: Annotated[int, Field(ge=0, le=100_000_000)]
+    # Part of input_tokens (as providers report it), priced at the catalog's cached price.
+    cached_input_tokens: Annotated[int, Field(ge=0, le=100_000_000)] = 0
+
+    @model_validator(mode="after")
+    def _cached_within_input(self) -> UsagePayload:
+        if self.cached_input_tokens > self.input_tokens:
+            raise ValueError("cached_input_tokens is part of input_tokens, so at most it")
+        return self
 
 
 class PayloadProblem(ValueError):

@@ -456,7 +456,10 @@ def _settle(
     else:
         actual = apply_multiplier(
             token_cost_micros(
-                spec, record["usage_input_tokens"] or 0, record["usage_output_tokens"] or 0
+                spec,
+                record["usage_input_tokens"] or 0,
+                record["usage_output_tokens"] or 0,
+                record.get("usage_cached_input_tokens") or 0,
             ),
             multiplier,
         )

@@ -113,3 +113,47 @@ def record_outcome(stage: str, topic: Topic, code: str, started: float, ingress_
     labelled(STAGE_LATENCY, stage).observe(time.perf_counter() - started)
     if topic in (Topic.ADMITTED, Topic.REJECTED):
         labelled(END_TO_END_LATENCY, stage).observe(max(0.0, time.time() - ingress_ts_ms / 1000))
+
+
+# --- the dispatch stage: bounded labels (model and deployment come from the providers file)
+_CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
+DISPATCH_CALLS = Counter(
+    "guardstream_dispatch_calls_total",
+    "Provider calls, by model, deployment and how each ended (OK, RATE_LIMITED, TIMEOUT, ...)",
+    ["model", "deployment", "outcome"],
+)
+DISPATCH_CALL_LATENCY = Histogram(
+    "guardstream_dispatch_call_seconds",
+    "Time of one provider call, to its last byte",
+    ["model", "deployment"],
+    buckets=_CALL_BUCKETS,
+)
+DISPATCH_COMPLETIONS = Counter(
+    "guardstream_dispatch_completions_total",
+    "Completions written, by outcome (COMPLETED, BLOCKED, FAILED) and code",
+    ["outcome", "code"],
+)
+DISPATCH_TOKENS = Counter(
+    "guardstream_dispatch_tokens_total",
+    "Tokens settled by the dispatch stage, by model and kind (prompt, cached, completion); "
+    "estimated ones too",
+    ["model", "kind"],
+)
+DISPATCH_RETRIES = Counter(
+    "guardstream_dispatch_retries_total",
+    "Calls retried on the same deployment after a failure",
+    ["model", "deployment"],
+)
+DISPATCH_FALLBACKS = Counter(
+    "guardstream_dispatch_fallbacks_total",
+    "Requests that moved to another deployment (or, for context length, another model)",
+    ["model"],
+)
+DISPATCH_IN_FLIGHT = Gauge(
+    "guardstream_dispatch_in_flight", "Admitted requests taken up and not yet answered"
+)
+DISPATCH_BREAKER = Gauge(
+    "guardstream_dispatch_breaker_state",
+    "Each deployment's circuit breaker: 0 closed, 1 half-open, 2 open",
+    ["deployment"],
+)

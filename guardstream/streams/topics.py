@@ -16,6 +16,7 @@ REQUEST_TYPE = "io.guardstream.request.v1"
 USAGE_TYPE = "io.guardstream.usage.v1"
 DECISION_TYPE = "io.guardstream.decision.v1"
 DEADLETTER_TYPE = "io.guardstream.deadletter.v1"
+COMPLETION_TYPE = "io.guardstream.completion.v1"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Topic(StrEnum):
     REJECTED = "rejected"
     DEADLETTER = "deadletter"
     AUDIT = "audit"
+    COMPLETIONS = "completions"
 
     @property
     def schema(self) -> str:
@@ -68,6 +70,8 @@ _SPECS: dict[Topic, _Spec] = {
     Topic.REJECTED: _Spec("decision", DECISION_TYPE),
     Topic.DEADLETTER: _Spec("deadletter", DEADLETTER_TYPE),
     Topic.AUDIT: _Spec("audit"),
+    # Written by the optional dispatch stage; created always, so clients may subscribe early.
+    Topic.COMPLETIONS: _Spec("completion", COMPLETION_TYPE),
 }
 # Topics the pipeline answers on: what `guardstream tail` shows.
 RESULT_TOPICS = (Topic.ADMITTED, Topic.REJECTED, Topic.DEADLETTER)

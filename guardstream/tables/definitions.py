@@ -25,6 +25,9 @@ class Tables:
     # suffix of it, never an entry while keeping the state written after it.
     meter: Any
     tenants: TenantDirectory
+    # The dispatch stage's calls, by request id (`guardstream.dispatch.journal`); only when
+    # the stage runs. Co-partitioned with `admitted`, whose records it answers.
+    dispatch: Any = None
 
     def tenant_config(self, tenant_id: str) -> TenantConfig | None:
         """The tenant's configuration in force on this worker (None: not configured)."""
@@ -40,4 +43,9 @@ def define_tables(
     tenants = TenantDirectory(
         settings, lambda raw_value: TenantConfig.from_avro(codec.decode(raw_value, Topic.TENANTS))
     )
-    return Tables(meter, tenants)
+    dispatch = (
+        changelog_table(app, "dispatch", outputs, partitions=settings.default_partitions, **raw)
+        if settings.dispatch
+        else None
+    )
+    return Tables(meter, tenants, dispatch)

@@ -7,7 +7,7 @@ from collections import Counter
 
 from guardstream.config.providers import Deployment
 from guardstream.dispatch.attempt import Outcome
-from guardstream.dispatch.router import BREAKER_OPEN, FinalCode, Router, RouteResult
+from guardstream.dispatch.router import BREAKER_OPEN, CompletionCode, Router, RouteResult
 from guardstream.runtime.breaker import BreakerState
 from tests.unit.dispatch.fakes import OK, Clock, Res, Script, providers, router
 
@@ -100,7 +100,7 @@ def test_context_length_goes_to_the_configured_larger_model() -> None:
 def test_context_length_without_fallback_is_rejected() -> None:
     script = Script({"a": [Res(Outcome.CONTEXT_LENGTH)]})
     result = route(router(providers(), script, Clock()))
-    assert result.error is FinalCode.PROVIDER_REJECTED and script.calls == ["a"]
+    assert result.error is CompletionCode.PROVIDER_REJECTED and script.calls == ["a"]
 
 
 def test_context_length_breaker_is_not_a_failure() -> None:
@@ -113,23 +113,23 @@ def test_context_length_breaker_is_not_a_failure() -> None:
 def test_rejected_is_final_at_once() -> None:
     script = Script({"a": [Res(Outcome.REJECTED)]})
     result = route(router(providers(), script, Clock()))
-    assert result.error is FinalCode.PROVIDER_REJECTED and script.calls == ["a"]
+    assert result.error is CompletionCode.PROVIDER_REJECTED and script.calls == ["a"]
     assert result.result is not None and result.result.outcome == Outcome.REJECTED
 
 
 def test_all_failing_by_5xx_and_429_is_unavailable() -> None:
     script = Script({"a": [E500], "b": [Res(Outcome.RATE_LIMITED)]})
     result = route(router(providers(), script, Clock()))
-    assert result.error is FinalCode.PROVIDER_UNAVAILABLE and not result.ok
+    assert result.error is CompletionCode.PROVIDER_UNAVAILABLE and not result.ok
     assert script.calls == ["a", "a", "b", "b"]
 
 
 def test_last_call_timing_out_is_timeout() -> None:
     script = Script({"a": [E500], "b": [TIMEOUT]})
-    assert route(router(providers(), script, Clock())).error is FinalCode.TIMEOUT
+    assert route(router(providers(), script, Clock())).error is CompletionCode.TIMEOUT
     # ...and the other way round it is the 5xx that ended it.
     script = Script({"a": [TIMEOUT], "b": [E500]})
-    assert route(router(providers(), script, Clock())).error is FinalCode.PROVIDER_UNAVAILABLE
+    assert route(router(providers(), script, Clock())).error is CompletionCode.PROVIDER_UNAVAILABLE
 
 
 def test_every_breaker_open_is_unavailable_with_no_call_made() -> None:
@@ -138,13 +138,13 @@ def test_every_breaker_open_is_unavailable_with_no_call_made() -> None:
     route(r)
     script.calls.clear()
     result = route(r, request_id="r2")
-    assert result.error is FinalCode.PROVIDER_UNAVAILABLE and result.result is None
+    assert result.error is CompletionCode.PROVIDER_UNAVAILABLE and result.result is None
     assert script.calls == [] and {s.outcome for s in result.trace} == {BREAKER_OPEN}
 
 
 def test_unknown_model_is_unavailable() -> None:
     result = route(router(providers(), Script(), Clock()), model="nope")
-    assert result.error is FinalCode.PROVIDER_UNAVAILABLE and result.trace == ()
+    assert result.error is CompletionCode.PROVIDER_UNAVAILABLE and result.trace == ()
 
 
 def test_concurrency_limit_per_deployment_is_respected() -> None:

@@ -1,0 +1,47 @@
+"""Offsets are released in order however the calls finish."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from guardstream.dispatch.inflight import InOrder
+
+
+def test_a_record_finished_early_waits_for_those_before_it() -> None:
+    acks: InOrder[str] = InOrder()
+    for offset in (10, 11, 12):
+        acks.start("p0", offset)
+    assert acks.finish("p0", 12, "c") == []
+    assert acks.finish("p0", 11, "b") == []
+    assert acks.in_flight() == 3
+    assert acks.finish("p0", 10, "a") == ["a", "b", "c"]
+    assert acks.in_flight() == 0
+
+
+def test_partitions_do_not_wait_for_each_other() -> None:
+    acks: InOrder[int] = InOrder()
+    acks.start("p0", 5)
+    acks.start("p1", 7)
+    assert acks.finish("p1", 7, 7) == [7]
+    acks.forget("p0")  # revoked: its record is taken up again by the next owner
+    assert acks.in_flight() == 0
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=60), st.randoms())
+def test_every_record_is_released_once_in_offset_order(
+    parts: list[int], rnd: random.Random
+) -> None:
+    acks: InOrder[tuple[int, int]] = InOrder()
+    started = [(p, offset) for offset, p in enumerate(parts)]
+    for p, offset in started:
+        acks.start(p, offset)
+    order = started[:]
+    rnd.shuffle(order)
+    released = [item for p, offset in order for item in acks.finish(p, offset, (p, offset))]
+    assert sorted(released) == sorted(started)
+    for p in set(parts):
+        mine = [offset for q, offset in released if q == p]
+        assert mine == sorted(mine)
