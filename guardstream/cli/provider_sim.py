@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +18,8 @@ from guardstream.errors import GuardstreamError
 
 app = typer.Typer()
 
-DEFAULT_PORT = 8099
+# Where config/providers.yaml expects it: ${GUARDSTREAM_PROVIDER_SIM_PORT:-8700}.
+DEFAULT_PORT = int(os.environ.get("GUARDSTREAM_PROVIDER_SIM_PORT", "8700"))
 
 
 @app.command("provider-sim")

@@ -11,8 +11,9 @@ earlier one on its partition has finished, then releases the whole run.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -51,3 +52,37 @@ class InOrder(Generic[T]):
     def forget(self, partition: Hashable) -> None:
         """Drop a partition's records (it was revoked: its new owner takes them up again)."""
         self._parts.pop(partition, None)
+
+
+class SharedFlush:
+    """Many callers waiting for one flush: each caller waits for a flush that *started*
+    after it called, and every caller waiting at that moment shares it.
+
+    A call may only start once its `calling` entry is on the broker (else a crash could
+    lose the entry, and the next owner would call again). One flush per call would queue
+    hundreds of flushes; shared, a burst of calls waits for one or two.
+    """
+
+    def __init__(self, flush: Callable[[], Awaitable[None]]) -> None:
+        self._flush = flush
+        self._next: asyncio.Future[None] | None = None
+        self._runner: asyncio.Task[None] | None = None
+
+    async def wait(self) -> None:
+        """Return once a flush begun after this call has finished (raise what it raised)."""
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        waiting = self._next
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.ensure_future(self._run())
+        await asyncio.shield(waiting)
+
+    async def _run(self) -> None:
+        while self._next is not None:
+            batch, self._next = self._next, None
+            try:
+                await self._flush()
+            except Exception as exc:
+                batch.set_exception(exc)
+            else:
+                batch.set_result(None)

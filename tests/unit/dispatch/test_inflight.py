@@ -45,3 +45,38 @@ def test_every_record_is_released_once_in_offset_order(
     for p in set(parts):
         mine = [offset for q, offset in released if q == p]
         assert mine == sorted(mine)
+
+
+def test_callers_share_flushes_but_never_one_begun_before_they_called() -> None:
+    import asyncio
+
+    from guardstream.dispatch.inflight import SharedFlush
+
+    async def scenario() -> None:
+        started: list[int] = []
+        gate = asyncio.Event()
+
+        async def flush() -> None:
+            started.append(len(started))
+            await gate.wait()
+
+        shared = SharedFlush(flush)
+        first = [asyncio.ensure_future(shared.wait()) for _ in range(50)]
+        await asyncio.sleep(0)  # the first flush starts with these 50 waiting
+        late = [asyncio.ensure_future(shared.wait()) for _ in range(50)]
+        await asyncio.sleep(0)
+        assert started == [0]
+        gate.set()
+        await asyncio.gather(*first)
+        assert not any(t.done() for t in late) or started == [0, 1]
+        await asyncio.gather(*late)
+        assert started == [0, 1]  # two flushes for a hundred callers
+
+        async def failing() -> None:
+            raise RuntimeError("outputs lost")
+
+        broken = SharedFlush(failing)
+        results = await asyncio.gather(broken.wait(), broken.wait(), return_exceptions=True)
+        assert all(isinstance(r, RuntimeError) for r in results)
+
+    asyncio.run(scenario())
