@@ -18,10 +18,11 @@ answer, so for every split of an answer into chunks the released text is exactly
 Limitation: a JWT whose header alone is longer than HOLD is recognised too late.
 
 Toxicity is scored on a sliding window over the raw stream (held text included): whenever
-`STRIDE` new characters have arrived, the text since the last score plus `WINDOW - STRIDE`
-characters before it, cut by `toxicity.windows` (so a huge chunk is still scored whole, in
-one model call of at most `toxicity.MAX_WINDOWS` rows). Nothing is released before it has
-been scored. On a block the stream stops: what is held is never released.
+`STRIDE` new characters have arrived, the text since the last score plus `toxicity.OVERLAP`
+characters before it, cut by `toxicity.windows` (so windows straddle chunk boundaries, and
+a huge chunk is still scored whole, in one model call of at most `toxicity.MAX_WINDOWS`
+rows). Nothing is released before it has been scored. On a block the stream stops: what is
+held is never released (what was released before the block has been sent already).
 
 Work per character is bounded: a PII scan runs only once `STEP` characters can be released,
 over at most CONTEXT + HOLD + STEP characters (plus the size of one chunk), so each
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 
 from guardstream.guardrails.pii import Finding, scan_pii
 from guardstream.guardrails.policy import TOXICITY_FINDING, Placeholders, Policy
-from guardstream.guardrails.toxicity import WINDOW, Scorer, score_toxicity
+from guardstream.guardrails.toxicity import OVERLAP, Scorer, score_toxicity
 
 HOLD = 2048
 CONTEXT = 512
@@ -180,7 +181,7 @@ class StreamGuard:
         if self.policy.toxicity == "allow":
             self._scored = self._total
             return None
-        start = max(self._base, self._scored - (WINDOW - STRIDE))
+        start = max(self._base, self._scored - OVERLAP)
         score = score_toxicity(self._buf[start - self._base :], scorer=self.scorer).score
         self._scored = self._total
         self.toxicity_score = max(score, self.toxicity_score or 0.0)
