@@ -41,7 +41,7 @@ from guardstream.guardrails.toxicity import OVERLAP, Scorer, score_toxicity
 HOLD = 2048
 CONTEXT = 512
 STEP = 256
-STRIDE = 256
+STRIDE = 1024  # < HOLD, so scoring never holds text back longer than HOLD does
 
 OUTPUT_PII_BLOCKED = "OUTPUT_PII_BLOCKED"
 OUTPUT_TOXICITY_BLOCKED = "OUTPUT_TOXICITY_BLOCKED"

@@ -317,6 +317,7 @@ def test_stream_work_is_bounded_per_character() -> None:
     # A PII scan per STEP released characters, a model call per STRIDE arrived ones, each
     # over a bounded window: the work grows with the text, not with the number of chunks.
     assert guard.scans <= len(text) // STEP + 2
+    assert STRIDE <= HOLD  # scoring never holds text back longer than the PII hold does
     assert scorer.calls <= len(text) // STRIDE + 2
     assert scorer.max_rows <= -(-(STRIDE + 10) // (toxicity.WINDOW - toxicity.OVERLAP))
 
