@@ -15,7 +15,10 @@ unreleased text plus `CONTEXT` characters already released (look-behinds, a secr
 and findings are committed in order of position with one `Placeholders` for the whole
 answer, so for every split of an answer into chunks the released text is exactly
 `guard_completion`'s redacted text (a hypothesis property test holds it to that).
-Limitation: a JWT whose header alone is longer than HOLD is recognised too late.
+Limitations: a JWT whose header alone is longer than HOLD is recognised too late; and an
+item still open after `MAX_HELD` characters (a PEM key with no END line, a giant token) stops
+the stream with OUTPUT_PII_BLOCKED, where `guard_completion` would redact it: holding, and
+rescanning, an ever longer tail is the unbounded work and memory the hold must not become.
 
 Toxicity is scored on a sliding window over the raw stream (held text included): whenever
 `STRIDE` new characters have arrived, the text since the last score plus `toxicity.OVERLAP`
@@ -24,9 +27,10 @@ a huge chunk is still scored whole, in one model call of at most `toxicity.MAX_W
 rows). Nothing is released before it has been scored. On a block the stream stops: what is
 held is never released (what was released before the block has been sent already).
 
-Work per character is bounded: a PII scan runs only once `STEP` characters can be released,
-over at most CONTEXT + HOLD + STEP characters (plus the size of one chunk), so each
-character is scanned about (CONTEXT + HOLD + STEP) / STEP times whatever the chunking.
+Work per character is bounded: a PII scan runs only once `STEP` characters can be released
+and `STEP` more have arrived since the last scan, over at most CONTEXT + MAX_HELD characters
+(plus one chunk); normally CONTEXT + HOLD + STEP, so each character is scanned about
+(CONTEXT + HOLD + STEP) / STEP = 11 times whatever the chunking.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from guardstream.guardrails.toxicity import OVERLAP, Scorer, score_toxicity
 HOLD = 2048
 CONTEXT = 512
 STEP = 256
+MAX_HELD = 16_384
 STRIDE = 1024  # < HOLD, so scoring never holds text back longer than HOLD does
 
 OUTPUT_PII_BLOCKED = "OUTPUT_PII_BLOCKED"
@@ -144,6 +149,7 @@ class StreamGuard:
     _base: int = 0
     _released: int = 0  # absolute position up to which raw text has been released
     _scored: int = 0  # absolute position up to which toxicity has been scored
+    _scanned: int = 0  # the total length at the last PII scan
     _flags: tuple[str, ...] = ()
     _stopped: StreamStep | None = None
 
@@ -162,7 +168,7 @@ class StreamGuard:
         if self._total - self._scored >= STRIDE and (stop := self._score_toxicity()):
             return stop
         target = min(self._total - self.hold, self._scored_to())
-        if target - self._released < STEP:
+        if target - self._released < STEP or self._total - self._scanned < STEP:
             return StreamStep("", flags=self._flags)
         return self._release(target, final=False)
 
@@ -203,6 +209,7 @@ class StreamGuard:
     def _release(self, target: int, *, final: bool) -> StreamStep:
         """Release raw text up to `target` (earlier if a finding straddles it), redacted."""
         self.scans += 1
+        self._scanned = self._total
         found = scan_pii(self._buf, region=self.policy.phone_region)
         # Absolute positions; findings starting in the already released context are earlier
         # items (or their cut-off ends) and were dealt with when they were released.
@@ -215,6 +222,12 @@ class StreamGuard:
             for f in fresh:
                 if f.start < target < f.end:
                     target = f.start  # in position order: the first straddler decides
+                    if self._total - target > MAX_HELD:
+                        detail = (
+                            f"the answer holds a {f.kind} item still open after {MAX_HELD} "
+                            "characters; the answer is withheld"
+                        )
+                        return self._stop(OUTPUT_PII_BLOCKED, detail)
                     break
         spans: list[tuple[int, int, str]] = []
         for f in fresh:

@@ -31,7 +31,7 @@ from guardstream.guardrails import (
 )
 from guardstream.guardrails import output as output_mod
 from guardstream.guardrails import policy as policy_mod
-from guardstream.guardrails.output import HOLD, STEP, STRIDE
+from guardstream.guardrails.output import HOLD, MAX_HELD, STEP, STRIDE
 from guardstream.reasons import Reason
 from guardstream.streams.topics import Topic
 from tests.corpus import hostile
@@ -320,6 +320,18 @@ def test_stream_work_is_bounded_per_character() -> None:
     assert STRIDE <= HOLD  # scoring never holds text back longer than the PII hold does
     assert scorer.calls <= len(text) // STRIDE + 2
     assert scorer.max_rows <= -(-(STRIDE + 10) // (toxicity.WINDOW - toxicity.OVERLAP))
+
+
+def test_an_item_that_never_closes_is_not_held_and_rescanned_forever() -> None:
+    # A PEM key with no END line runs to the end of whatever has arrived: it would hold the
+    # whole rest of the answer and be rescanned on every chunk.
+    pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow" + "ab" * 200
+    guard = StreamGuard(Policy(secret="redact"))
+    text = PADDING + pem + PADDING * 20
+    released, stopped = _stream(guard, _chunks(text, 4))
+    assert stopped and guard.finish().blocked == "OUTPUT_PII_BLOCKED"
+    assert "BEGIN" not in released
+    assert guard.scans <= (len(PADDING) + len(pem) + MAX_HELD + HOLD) // STEP + 2
 
 
 def test_one_huge_chunk_is_scored_whole_in_bounded_rows() -> None:
