@@ -46,7 +46,11 @@ class Reason(StrEnum):
     # --- guardrails -----------------------------------------------------------------------
     PII_BLOCKED = "PII_BLOCKED"
     INJECTION_BLOCKED = "INJECTION_BLOCKED"
+    TOXICITY_BLOCKED = "TOXICITY_BLOCKED"
     PROCESSING_BUDGET_EXCEEDED = "PROCESSING_BUDGET_EXCEEDED"
+    # --- output guardrails (the dispatch stage's answers) --------------------------------
+    OUTPUT_PII_BLOCKED = "OUTPUT_PII_BLOCKED"
+    OUTPUT_TOXICITY_BLOCKED = "OUTPUT_TOXICITY_BLOCKED"
     # --- metering -------------------------------------------------------------------------
     UNKNOWN_TENANT = "UNKNOWN_TENANT"
     DUPLICATE = "DUPLICATE"
@@ -154,6 +158,21 @@ DESCRIPTIONS: dict[Reason, tuple[Route, str]] = {
         Route.REJECTED,
         "The prompt-injection score reached the tenant's threshold; the detail names the "
         "pattern families.",
+    ),
+    Reason.TOXICITY_BLOCKED: (
+        Route.REJECTED,
+        "The prompt's toxicity score reached the tenant's threshold (`toxicity: block`, "
+        "`toxicity_threshold`); the detail gives the score, never the text.",
+    ),
+    Reason.OUTPUT_PII_BLOCKED: (
+        Route.REJECTED,
+        "The model's answer holds PII or a secret the tenant's policy blocks; the answer is "
+        "withheld (a stream is stopped) and the detail names the kind, never the value.",
+    ),
+    Reason.OUTPUT_TOXICITY_BLOCKED: (
+        Route.REJECTED,
+        "The model's answer reached the tenant's toxicity threshold; the answer is withheld "
+        "(a stream is stopped where it was caught) and the detail gives the score.",
     ),
     Reason.UNKNOWN_TENANT: (
         Route.REJECTED,

@@ -35,6 +35,10 @@ class Deadline:
         """A deadline `budget_ms` from now."""
         return cls(time.monotonic() + budget_ms / 1000, budget_ms)
 
+    def extended(self, seconds: float) -> Deadline:
+        """The same budget with `seconds` more (time that is not this record's to pay)."""
+        return Deadline(self.at + seconds, self.budget_ms) if seconds else self
+
     def check(self, step: str) -> None:
         """Raise OverBudget once the deadline has passed."""
         if time.monotonic() > self.at:
