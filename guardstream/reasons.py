@@ -49,8 +49,6 @@ class Reason(StrEnum):
     TOXICITY_BLOCKED = "TOXICITY_BLOCKED"
     PROCESSING_BUDGET_EXCEEDED = "PROCESSING_BUDGET_EXCEEDED"
     # --- output guardrails (the dispatch stage's answers) --------------------------------
-    OUTPUT_PII_BLOCKED = "OUTPUT_PII_BLOCKED"
-    OUTPUT_TOXICITY_BLOCKED = "OUTPUT_TOXICITY_BLOCKED"
     # --- metering -------------------------------------------------------------------------
     UNKNOWN_TENANT = "UNKNOWN_TENANT"
     DUPLICATE = "DUPLICATE"
@@ -163,16 +161,6 @@ DESCRIPTIONS: dict[Reason, tuple[Route, str]] = {
         Route.REJECTED,
         "The prompt's toxicity score reached the tenant's threshold (`toxicity: block`, "
         "`toxicity_threshold`); the detail gives the score, never the text.",
-    ),
-    Reason.OUTPUT_PII_BLOCKED: (
-        Route.REJECTED,
-        "The model's answer holds PII or a secret the tenant's policy blocks; the answer is "
-        "withheld (a stream is stopped) and the detail names the kind, never the value.",
-    ),
-    Reason.OUTPUT_TOXICITY_BLOCKED: (
-        Route.REJECTED,
-        "The model's answer reached the tenant's toxicity threshold; the answer is withheld "
-        "(a stream is stopped where it was caught) and the detail gives the score.",
     ),
     Reason.UNKNOWN_TENANT: (
         Route.REJECTED,

@@ -16,7 +16,8 @@ class CompletionCode(StrEnum):
     PROVIDER_REJECTED = "PROVIDER_REJECTED"
     TIMEOUT = "TIMEOUT"
     INTERRUPTED = "INTERRUPTED"
-    OUTPUT_BLOCKED = "OUTPUT_BLOCKED"
+    OUTPUT_PII_BLOCKED = "OUTPUT_PII_BLOCKED"
+    OUTPUT_TOXICITY_BLOCKED = "OUTPUT_TOXICITY_BLOCKED"
 
 
 DESCRIPTIONS: dict[CompletionCode, str] = {
@@ -41,9 +42,15 @@ DESCRIPTIONS: dict[CompletionCode, str] = {
         "have answered and billed it, so it is charged at its reservation (the estimate "
         "for `max_tokens`). Send the request again with a new id to get an answer."
     ),
-    CompletionCode.OUTPUT_BLOCKED: (
-        "An output guardrail (toxicity or PII at `block` in the tenant's policy) stopped "
-        "the answer; the detail names which. The provider billed what it generated, so usage "
-        "is charged at the estimate, up to `max_tokens`."
+    CompletionCode.OUTPUT_PII_BLOCKED: (
+        "The answer holds PII or a secret the tenant's policy blocks (`pii: block`); it is "
+        "withheld (a stream is stopped where it was caught) and the detail names the kind, "
+        "never the value. Usage is charged at the estimate, up to `max_tokens`: the provider "
+        "billed what it generated."
+    ),
+    CompletionCode.OUTPUT_TOXICITY_BLOCKED: (
+        "The answer reached the tenant's toxicity threshold (`toxicity: block`); it is "
+        "withheld (a stream is stopped where it was caught) and the detail gives the score. "
+        "Usage is charged at the estimate, up to `max_tokens`."
     ),
 }

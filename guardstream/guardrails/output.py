@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from guardstream.dispatch.codes import CompletionCode
 from guardstream.guardrails.pii import Finding, scan_pii
 from guardstream.guardrails.policy import TOXICITY_FINDING, Placeholders, Policy
 from guardstream.guardrails.toxicity import OVERLAP, Scorer, score_toxicity
@@ -48,8 +49,9 @@ STEP = 256
 MAX_HELD = 16_384
 STRIDE = 1024  # < HOLD, so scoring never holds text back longer than HOLD does
 
-OUTPUT_PII_BLOCKED = "OUTPUT_PII_BLOCKED"
-OUTPUT_TOXICITY_BLOCKED = "OUTPUT_TOXICITY_BLOCKED"
+# The answer's block codes, as the completion carries them (`guardstream.dispatch.codes`).
+OUTPUT_PII_BLOCKED = str(CompletionCode.OUTPUT_PII_BLOCKED)
+OUTPUT_TOXICITY_BLOCKED = str(CompletionCode.OUTPUT_TOXICITY_BLOCKED)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from guardstream.dispatch.codes import CompletionCode
 from guardstream.guardrails import (
     Deadline,
     Policy,
@@ -231,7 +232,9 @@ def test_answer_toxicity_modes() -> None:
     assert (blocked.text, blocked.blocked) == ("", "OUTPUT_TOXICITY_BLOCKED")
     fine = guard_completion("this is fine", Policy(toxicity="block"), scorer=scorer)
     assert (fine.blocked, fine.toxicity_score) == (None, 0.0)
-    assert Reason.OUTPUT_TOXICITY_BLOCKED and Reason.OUTPUT_PII_BLOCKED  # catalogued codes
+    assert (
+        CompletionCode.OUTPUT_TOXICITY_BLOCKED and CompletionCode.OUTPUT_PII_BLOCKED
+    )  # catalogued codes
 
 
 def test_answer_toxicity_with_the_real_model() -> None:
@@ -389,5 +392,5 @@ def test_any_split_releases_exactly_the_whole_answer_redaction(
 
 
 def test_output_module_names_its_codes_as_catalogued() -> None:
-    assert output_mod.OUTPUT_PII_BLOCKED == Reason.OUTPUT_PII_BLOCKED
-    assert output_mod.OUTPUT_TOXICITY_BLOCKED == Reason.OUTPUT_TOXICITY_BLOCKED
+    assert output_mod.OUTPUT_PII_BLOCKED == CompletionCode.OUTPUT_PII_BLOCKED
+    assert output_mod.OUTPUT_TOXICITY_BLOCKED == CompletionCode.OUTPUT_TOXICITY_BLOCKED
