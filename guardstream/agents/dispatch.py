@@ -40,6 +40,7 @@ from guardstream.dispatch.inflight import InOrder
 from guardstream.dispatch.router import STATE_VALUE, Router, RouteResult
 from guardstream.dispatch.usage import Usage, call_usage, estimate_usage
 from guardstream.guardrails import Policy
+from guardstream.guardrails.output import OutputVerdict, StreamGuard, StreamStep, guard_completion
 from guardstream.records import Ingress, Outcome
 from guardstream.runtime.logs import log_context
 from guardstream.runtime.metrics import (
@@ -84,9 +85,12 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
             clients[d.name] = httpx.AsyncClient(limits=limits, timeout=None)
         return clients[d.name]
 
-    def attempt_for(adm: Admitted, policy: Policy) -> Any:
+    def attempt_for(adm: Admitted, policy: Policy, guarded: _Guarded) -> Any:
         async def attempt(d: Deployment, model: str) -> CallResult:
             key = d.api_key
+            # A fresh guard per try: a retried call streams its answer from the start.
+            guard = StreamGuard(policy, salt=adm.request_id) if settings.dispatch_stream else None
+            guarded.reset(guard)
             result = await call_chat(
                 client_for(d),
                 d.base_url,
@@ -97,6 +101,7 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
                 stream=settings.dispatch_stream,
                 timeout_s=d.timeout_s,
                 idempotency_key=adm.request_id,
+                on_chunk=guarded.feed if guard is not None else None,
             )
             labelled(DISPATCH_CALLS, model, d.name, str(result.outcome)).inc()
             labelled(DISPATCH_CALL_LATENCY, model, d.name).observe(result.latency_s)
@@ -104,7 +109,9 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
 
         return attempt
 
-    def answer_from(adm: Admitted, route: RouteResult, started: float) -> Answer:
+    def answer_from(
+        adm: Admitted, route: RouteResult, started: float, policy: Policy, guarded: _Guarded
+    ) -> Answer:
         spec = catalog.get(route.model)
         result = route.result
         usage = (
@@ -120,10 +127,22 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
         if route.error is not None or result is None:
             detail = getattr(result, "error", None) or "no deployment answered"
             return Answer("FAILED", code=route.error, detail=str(detail)[:300], **common)
+        verdict = guarded.verdict(result.text, policy, adm.request_id)
+        if verdict.blocked is not None:
+            return Answer(
+                "BLOCKED",
+                code=CompletionCode(verdict.blocked),
+                detail=verdict.blocked_detail or "",
+                findings=verdict.findings,
+                toxicity=verdict.toxicity_score,
+                **common,
+            )
         return Answer(
             "COMPLETED",
-            text=result.text,
+            text=verdict.text,
             finish_reason=getattr(result, "finish_reason", None),
+            findings=verdict.findings,
+            toxicity=verdict.toxicity_score,
             **common,
         )
 
@@ -177,13 +196,14 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
     async def answer(event: Any, adm: Admitted, key: bytes) -> None:
         started = time.monotonic()
         policy = policy_for(adm.tenant_id)
-        route = await router.route(adm.model, adm.request_id, attempt_for(adm, policy))
+        guarded = _Guarded()
+        route = await router.route(adm.model, adm.request_id, attempt_for(adm, policy, guarded))
         for a, b in zip(route.trace, route.trace[1:], strict=False):
             if a.deployment == b.deployment:
                 labelled(DISPATCH_RETRIES, b.model, b.deployment).inc()
         if len({(r.model, r.deployment) for r in route.trace}) > 1:
             labelled(DISPATCH_FALLBACKS, adm.model).inc()
-        await send_answer(adm, answer_from(adm, route, started), key)
+        await send_answer(adm, answer_from(adm, route, started, policy, guarded), key)
 
     def release(event: Any, slots: asyncio.Semaphore) -> None:
         msg = event.message
@@ -264,6 +284,40 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
             task = asyncio.ensure_future(run())
             tasks.setdefault(msg.tp, set()).add(task)
             task.add_done_callback(tasks.get(msg.tp, set()).discard)
+
+
+class _Guarded:
+    """The output guard over one request's answer: fed as a stream arrives, or applied to
+    the whole text of a plain call."""
+
+    def __init__(self) -> None:
+        self.guard: StreamGuard | None = None
+        self.released: list[str] = []
+        self.stopped: StreamStep | None = None
+
+    def reset(self, guard: StreamGuard | None) -> None:
+        self.guard, self.released, self.stopped = guard, [], None
+
+    def feed(self, delta: str) -> bool:
+        """The stream's callback: False stops it (the guard blocked the answer)."""
+        assert self.guard is not None
+        step = self.guard.feed(delta)
+        self.released.append(step.release)
+        if step.stop:
+            self.stopped = step
+        return not step.stop
+
+    def verdict(self, text: str, policy: Policy, salt: str) -> OutputVerdict:
+        """The guarded answer: what the stream released, or the whole text guarded now."""
+        if self.guard is None:
+            return guard_completion(text, policy, salt=salt)
+        step = self.stopped or self.guard.finish()
+        self.released.append(step.release)
+        findings = dict(self.guard.findings)
+        score = self.guard.toxicity_score
+        if step.stop:
+            return OutputVerdict("", findings, score, step.flags, step.blocked, step.blocked_detail)
+        return OutputVerdict("".join(self.released), findings, score, step.flags, None, None)
 
 
 def _traceparent(msg: Any) -> str | None:

@@ -124,6 +124,8 @@ def render(seen: Seen, settings: Settings) -> Text:
             style="dim",
         )
         return line
+    if short == Topic.COMPLETIONS:
+        return _render_completion(r)
     admitted = r.get("outcome") == "ADMITTED"
     line.append(
         "ADMITTED " if admitted else "REJECTED ", style="bold green" if admitted else "bold red"
@@ -142,6 +144,29 @@ def render(seen: Seen, settings: Settings) -> Text:
     for reason in r.get("reasons", []):
         line.append(f"{reason['code']}", style="red")
         line.append(f" ({reason['detail']}) ", style="dim")
+    return line
+
+
+def _render_completion(r: dict[str, Any]) -> Text:
+    """A completion: outcome, tenant, request id, tokens, and the start of the answer."""
+    outcome = r.get("outcome", "?")
+    style = {"COMPLETED": "bold blue", "BLOCKED": "bold yellow"}.get(outcome, "bold red")
+    line = Text()
+    line.append(f"{outcome} ", style=style)
+    line.append(f"{r.get('tenant_id') or '-':<10} ", style="cyan")
+    line.append(f"{r.get('request_id')} ")
+    estimated = " (estimated)" if r.get("usage_estimated") else ""
+    line.append(
+        f"{r.get('model')} via {r.get('deployment') or '-'} · {r.get('prompt_tokens', 0)}+"
+        f"{r.get('completion_tokens', 0)} tokens{estimated} · {r.get('latency_ms', 0)} ms ",
+        style="dim",
+    )
+    if r.get("code"):
+        line.append(f"{r['code']}", style="red")
+        line.append(f" ({r.get('detail', '')}) ", style="dim")
+    text = (r.get("text") or "").replace("\n", " ")
+    if text:
+        line.append(f"“{text[:60]}{'…' if len(text) > 60 else ''}”")
     return line
 
 

@@ -74,7 +74,7 @@ _SPECS: dict[Topic, _Spec] = {
     Topic.COMPLETIONS: _Spec("completion", COMPLETION_TYPE),
 }
 # Topics the pipeline answers on: what `guardstream tail` shows.
-RESULT_TOPICS = (Topic.ADMITTED, Topic.REJECTED, Topic.DEADLETTER)
+RESULT_TOPICS = (Topic.ADMITTED, Topic.REJECTED, Topic.DEADLETTER, Topic.COMPLETIONS)
 
 
 def subject_for(settings: Settings, topic: Topic) -> str:

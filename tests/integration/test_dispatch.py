@@ -209,6 +209,7 @@ def dispatch(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
     request_id = registry.lookup(subject_for(s, Topic.REQUESTS), schema_text("request", SCHEMA_DIR))
     assert request_id is not None
     tenants = "".join(f"  - tenant_id: {t}\n    tier: premium\n" for t in ("disp", "dispkill"))
+    tenants += "  - tenant_id: disptox\n    tier: premium\n    policy:\n      toxicity: block\n"
     (tmp / "tenants.yaml").write_text("tenants:\n" + tenants)
     tenant_ops.apply(s, tmp / "tenants.yaml")
     port = free_port()
@@ -318,6 +319,29 @@ def test_a_429_is_retried_after_its_retry_after(dispatch: Dispatch) -> None:
     assert c["outcome"] == "COMPLETED" and c["deployment"] == "4o-primary"
     assert c["attempts"] == 2 and c["latency_ms"] >= 1000  # waited out retry-after: 1
     assert dispatch.stats()["4o-primary"]["idempotency_keys"][ids[0]] == 2
+
+
+def test_answers_are_guarded_by_the_tenants_policy(dispatch: Dispatch) -> None:
+    # PII in an answer is redacted (the default policy); a toxic answer is stopped for a
+    # tenant whose policy blocks toxicity, and charged for what the provider generated.
+    dispatch.behave(
+        "4o-primary", completion_tokens=SIM_TOKENS, text="Write to jane.doe@example.com today."
+    )
+    (pii,) = dispatch.completions(dispatch.send("disp", "gpt-4o", 1, "pii")).values()
+    assert pii["outcome"] == "COMPLETED"
+    assert "jane.doe@example.com" not in pii["text"] and pii["findings"].get("EMAIL") == 1
+    dispatch.behave(
+        "4o-primary",
+        completion_tokens=SIM_TOKENS,
+        text="You are a fucking idiot and everyone hates you. " * 3,
+    )
+    ids = dispatch.send("disptox", "gpt-4o", 1, "toxic")
+    (tox,) = dispatch.completions(ids).values()
+    assert (tox["outcome"], tox["code"], tox["text"]) == ("BLOCKED", "OUTPUT_TOXICITY_BLOCKED", "")
+    assert tox["toxicity"] is not None and tox["toxicity"] >= 0.8
+    assert tox["usage_estimated"] and tox["completion_tokens"] == MAX_TOKENS
+    (charged,) = dispatch.charges(ids).values()
+    assert charged == [_price("gpt-4o", _usage(tox))]
 
 
 def test_broken_streams_are_settled_from_the_estimate(dispatch: Dispatch) -> None:

@@ -44,3 +44,12 @@ def test_the_layout_section_shows_every_package_and_root_module() -> None:
     }
     for name in rooms + modules:
         assert name in listed, f"{name} is missing from the README's layout tree"
+
+
+def test_every_completion_code_is_documented() -> None:
+    from guardstream.dispatch.codes import DESCRIPTIONS as COMPLETION_CODES
+    from guardstream.dispatch.codes import CompletionCode
+
+    assert set(COMPLETION_CODES) == set(CompletionCode)
+    for code in CompletionCode:
+        assert f"| `{code}` |" in README, code
