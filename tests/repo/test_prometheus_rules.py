@@ -74,6 +74,10 @@ MEMBERS = 'guardstream_consumergroup_members{group="g"}'
 STATUS = 'guardstream_consumergroup_lag_status{group="g",topic="t",partition="0"}'
 STATUS_1 = 'guardstream_consumergroup_lag_status{group="g",topic="t",partition="1"}'
 W = 'job="guardstream-worker",instance="w1:6066"'
+W2 = 'job="guardstream-worker",instance="w2:6066"'
+BREAKER = 'guardstream_dispatch_breaker_state{%s,deployment="gpt-4o-primary"}'
+COMPLETIONS = 'guardstream_dispatch_completions_total{outcome="%s",code="%s"}'
+UNAVAILABLE = COMPLETIONS % ("FAILED", "PROVIDER_UNAVAILABLE")
 
 # (alert, input series at 1-minute steps, evaluation time, alerts expected from the expression)
 # Budget series are hourly: a day of minutes would make promtool slow for no extra insight.
@@ -248,6 +252,38 @@ SCENARIOS: list[tuple[str, list[dict[str, str]], str, int]] = [
         "GuardstreamRegistryBreakerOpen",
         [_s(f"guardstream_registry_breaker_open{{{W}}}", "0x10")],
         "5m",
+        0,
+    ),
+    # A down deployment's breaker goes open (2), half-open (1) when its cool-down ends, open
+    # again when the probe fails: it never closes, and never stays at 2.
+    (
+        "GuardstreamDispatchBreakerOpen",
+        [_s(BREAKER % W, "0 2 1 2 1 2 1 2 1 2 1 2"), _s(BREAKER % W2, "0 0 2 1 2 1 2 1 2 1 2")],
+        "8m",
+        1,  # one alert per deployment, however many workers see it down
+    ),
+    (
+        "GuardstreamDispatchBreakerOpen",
+        [_s(BREAKER % W, "0 2 0 2 0 2 0 2 0 2 0 2")],
+        "8m",
+        0,  # probes succeed in between: flapping, not down
+    ),
+    (
+        "GuardstreamDispatchBreakerOpen",
+        [_s(BREAKER % W, "0 2 1x12")],
+        "10m",
+        0,  # half-open since, with no traffic to probe it: nothing is known to fail
+    ),
+    ("GuardstreamDispatchBreakerOpen", [_s(BREAKER % W, "0x12")], "8m", 0),
+    ("GuardstreamDispatchProviderUnavailable", [_s(UNAVAILABLE, "0+6x20")], "15m", 1),
+    ("GuardstreamDispatchProviderUnavailable", [_s(UNAVAILABLE, "0+0.6x20")], "15m", 0),
+    (
+        "GuardstreamDispatchProviderUnavailable",
+        [
+            _s(COMPLETIONS % ("FAILED", "TIMEOUT"), "0+60x20"),
+            _s(COMPLETIONS % ("COMPLETED", ""), "0+600x20"),
+        ],
+        "15m",
         0,
     ),
 ]
