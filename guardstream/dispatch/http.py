@@ -77,10 +77,11 @@ async def call_chat(
         # Without it a streamed answer carries no usage and metering must estimate.
         body["stream_options"] = {"include_usage": True}
     headers = {
-        "Authorization": f"Bearer {api_key}",
         "Idempotency-Key": idempotency_key,
         "Accept": "text/event-stream" if stream else "application/json",
     }
+    if api_key:  # a deployment without `api_key_env` (the local simulator) sends none
+        headers["Authorization"] = f"Bearer {api_key}"
     url = deployment_url.rstrip("/") + "/chat/completions"
     call = _Call(time.perf_counter(), on_chunk)
     try:
