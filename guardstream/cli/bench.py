@@ -427,3 +427,57 @@ def _progress(label_width: int) -> Progress:
         TimeElapsedColumn(),
         console=console,
     )
+
+
+@app.command("dispatch")
+def bench_dispatch_cmd(
+    requests: Annotated[int, typer.Option("--requests", "-n", help="requests in the flood")] = 3000,
+    latency: Annotated[float, typer.Option(help="the simulated provider's seconds per call")] = 1.0,
+    in_flight: Annotated[
+        int, typer.Option("--in-flight", help="GUARDSTREAM_DISPATCH_MAX_IN_FLIGHT for the worker")
+    ] = 1000,
+) -> None:
+    """Completions per second and calls in flight for one worker against a slow provider.
+
+    One dispatching worker on a fresh topic prefix, `guardstream provider-sim` answering
+    each call after --latency seconds, and a flood of --requests requests. Reports the
+    completions/s (against the ceiling in-flight / latency), the peak of concurrent calls
+    the provider saw, and the slowest answer of the worker's /health/live probed every
+    100 ms meanwhile (how long its event loop could not serve anything else).
+    """
+    from guardstream.ops.dispatch_bench import measure
+
+    (r,) = _each_with_progress(
+        [
+            (
+                f"{requests:,} requests, {latency:g} s calls",
+                requests,
+                functools.partial(measure, get_settings(), requests, latency, in_flight),
+            )
+        ],
+        30,
+    )
+    table = Table(
+        "requests",
+        "latency s",
+        "in flight (max)",
+        "completions/s",
+        "ceiling/s",
+        "peak in flight",
+        "probe p99 ms",
+        "probe max ms",
+        title="one worker, dispatch stage, against the provider simulator",
+        caption="ceiling: in-flight limit / latency · peak in flight: concurrent calls the "
+        "simulator saw · probe: /health/live every 100 ms (event-loop responsiveness)",
+    )
+    table.add_row(
+        f"{r.requests:,}",
+        f"{r.latency_s:g}",
+        f"{r.max_in_flight:,}",
+        f"{r.completions_per_s:,.0f}",
+        f"{r.ceiling_per_s:,.0f}",
+        f"{r.peak_in_flight:,}",
+        f"{r.p99_probe_ms:,.0f}",
+        f"{r.worst_probe_ms:,.0f}",
+    )
+    console.print(table)
