@@ -31,6 +31,7 @@ from guardstream.dispatch.usage import Usage, usage_cost_micros
 from guardstream.metering.money import apply_multiplier
 from guardstream.ops import schemas as schema_ops
 from guardstream.ops import tenants as tenant_ops
+from guardstream.ops.bench import bench_settings
 from guardstream.ops.worker_process import WorkerProcess
 from guardstream.records import request_data
 from guardstream.serde.avro import encode
@@ -195,13 +196,8 @@ def _providers_file(path: Path, port: int) -> None:
 def dispatch(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dispatch]:
     tmp = tmp_path_factory.mktemp("dispatch")
     run = uuid.uuid4().hex[:6]
-    s = stack.model_copy(
-        update={
-            "topic_prefix": f"gsdisp{run}",
-            "app_id": f"gsdisp{run}",
-            "worker_web_port": free_port(),
-            "worker_state_dir": tmp / "state",
-        }
+    s = bench_settings(stack, f"gsdisp{run}", tmp).model_copy(
+        update={"worker_web_port": free_port()}
     )
     ensure_topics(s)
     registry = Registry(s)
