@@ -41,7 +41,7 @@ from guardstream.dispatch.router import STATE_VALUE, Router, RouteResult
 from guardstream.dispatch.usage import Usage, call_usage, estimate_usage
 from guardstream.guardrails import Policy
 from guardstream.guardrails.output import OutputVerdict, StreamGuard, StreamStep, guard_completion
-from guardstream.records import Ingress, Outcome
+from guardstream.records import Ingress
 from guardstream.runtime.logs import log_context
 from guardstream.runtime.metrics import (
     DISPATCH_BREAKER,
@@ -163,17 +163,15 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
 
     async def send_answer(adm: Admitted, answer: Answer, key: bytes) -> None:
         completion = completion_outcome(adm, answer)
-        usage: Outcome | None = None
-        if answer.usage.prompt_tokens or answer.usage.completion_tokens:
-            usage = usage_outcome(adm, answer.usage, answer.model, catalog.version)
+        # Always settled, zero tokens too: that releases the reservation now rather than
+        # when it expires (a request refused by every provider is charged nothing).
+        usage = usage_outcome(adm, answer.usage, answer.model, catalog.version)
         # Encoded before anything is sent or written: a record that cannot be encoded
         # changes nothing (and is logged, as a bug).
-        values = [(completion, outputs.encode(completion))]
-        if usage is not None:
-            values.append((usage, outputs.encode(usage)))
+        values = [(completion, outputs.encode(completion)), (usage, outputs.encode(usage))]
         for out, value in values:
             await outputs.send(out, value)
-        table[key] = journal.done(values[0][1], values[1][1] if usage is not None else None)
+        table[key] = journal.done(values[0][1], values[1][1])
         labelled(DISPATCH_COMPLETIONS, answer.outcome, completion.code).inc()
         for kind, n in (
             ("prompt", answer.usage.prompt_tokens - answer.usage.cached_tokens),
