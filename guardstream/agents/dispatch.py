@@ -37,7 +37,7 @@ from guardstream.dispatch.completion import (
     usage_outcome,
 )
 from guardstream.dispatch.http import CallResult, call_chat
-from guardstream.dispatch.inflight import InOrder
+from guardstream.dispatch.inflight import InOrder, Settled
 from guardstream.dispatch.router import STATE_VALUE, Router, RouteResult
 from guardstream.dispatch.usage import Usage, call_usage, estimate_usage
 from guardstream.guardrails import Policy
@@ -53,6 +53,7 @@ from guardstream.runtime.metrics import (
     DISPATCH_IN_FLIGHT,
     DISPATCH_RETRIES,
     DISPATCH_TOKENS,
+    TABLE_KEYS,
     labelled,
 )
 from guardstream.streams.topics import Topic
@@ -76,6 +77,7 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
     table = ctx.tables.dispatch
     outputs = Outputs(app, ctx)
     order: InOrder[Any] = InOrder()
+    settled: Settled[bytes] = Settled()
     tasks: dict[Any, set[asyncio.Task[None]]] = {}
     clients: dict[str, list[httpx.AsyncClient]] = {}
     turns: dict[str, int] = {}
@@ -228,6 +230,11 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
             for task in tasks.pop(tp, set()):
                 task.cancel()
             order.forget(tp)
+            settled.forget(tp)
+
+    @app.timer(interval=30.0)
+    async def sample_table() -> None:
+        TABLE_KEYS.labels("dispatch").set(len(table))  # walks the store: sampled
 
     @app.timer(interval=5.0)
     async def export_breakers() -> None:
@@ -260,6 +267,11 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
                 continue
             key = adm.request_id.encode()
             try:
+                # Entries of records whose offsets are committed will never be read again:
+                # deleted here, in an event of their partition (where their changelog is).
+                for old in settled.due(msg.tp, _committed(app, msg.tp)):
+                    del table[old]
+                settled.taken(msg.tp, msg.offset, key)
                 entry = journal.read(table.get(key))
                 if entry.done:
                     await resend(adm, entry)
@@ -329,6 +341,12 @@ class _Guarded:
         if step.stop:
             return OutputVerdict("", findings, score, step.flags, step.blocked, step.blocked_detail)
         return OutputVerdict("".join(self.released), findings, score, step.flags, None, None)
+
+
+def _committed(app: Any, tp: Any) -> int | None:
+    """The partition's committed offset as this worker's consumer last committed it."""
+    consumer = getattr(app, "_consumer", None)
+    return getattr(consumer, "_committed_offset", {}).get(tp) if consumer else None
 
 
 def _traceparent(msg: Any) -> str | None:

@@ -86,3 +86,32 @@ class SharedFlush:
                 batch.set_exception(exc)
             else:
                 batch.set_result(None)
+
+
+class Settled(Generic[T]):
+    """Per partition, the items taken up, until their offset is committed.
+
+    The dispatch table keeps a request's entry only while its admitted record may be
+    processed again, i.e. until its offset is committed; after that the entry is garbage.
+    Offsets are committed only once every record before them is answered, so an item whose
+    offset is below the committed offset is settled for good.
+    """
+
+    def __init__(self) -> None:
+        self._parts: dict[Hashable, deque[tuple[int, T]]] = {}
+
+    def taken(self, partition: Hashable, offset: int, item: T) -> None:
+        """A record was taken up (offsets arrive in increasing order per partition)."""
+        self._parts.setdefault(partition, deque()).append((offset, item))
+
+    def due(self, partition: Hashable, committed: int | None) -> list[T]:
+        """The items of records before `committed` (the next offset to read), once each."""
+        part = self._parts.get(partition)
+        out: list[T] = []
+        while part and committed is not None and part[0][0] < committed:
+            out.append(part.popleft()[1])
+        return out
+
+    def forget(self, partition: Hashable) -> None:
+        """Drop a partition's items (revoked: its entries are left to the changelog)."""
+        self._parts.pop(partition, None)

@@ -9,6 +9,11 @@ it goes to the changelog partition of the record's own partition:
 - `done`: the encoded completion and usage records, written once they are sent. A record
   processed again (its offset was not committed before a crash) re-sends these exact bytes,
   so consumers see identical copies, never a second answer.
+
+An entry is deleted once its record's offset is committed (it will not be read again):
+by the worker that answered it, at its next record of the partition
+(`dispatch.inflight.Settled`). Entries of records committed just before their partition
+moved stay behind, a few per rebalance.
 """
 
 from __future__ import annotations

@@ -80,3 +80,18 @@ def test_callers_share_flushes_but_never_one_begun_before_they_called() -> None:
         assert all(isinstance(r, RuntimeError) for r in results)
 
     asyncio.run(scenario())
+
+
+def test_entries_are_due_for_deletion_once_their_offset_is_committed() -> None:
+    from guardstream.dispatch.inflight import Settled
+
+    settled: Settled[str] = Settled()
+    for offset, key in ((10, "a"), (11, "b"), (12, "c")):
+        settled.taken("p0", offset, key)
+    assert settled.due("p0", None) == []  # nothing committed yet
+    assert settled.due("p0", 11) == ["a"]  # 11 is the next to read: 10 is settled
+    assert settled.due("p0", 11) == []  # once each
+    assert settled.due("p0", 13) == ["b", "c"]
+    settled.taken("p1", 5, "x")
+    settled.forget("p1")
+    assert settled.due("p1", 100) == []
