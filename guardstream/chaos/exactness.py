@@ -120,6 +120,7 @@ class Collector(threading.Thread):
 
 
 def headers(ce_id: str, ce_type: str) -> list[tuple[str, str | bytes | None]]:
+    """Binary-mode CloudEvents headers for a test event of type `ce_type`."""
     return [
         ("ce_specversion", b"1.0"),
         ("ce_id", ce_id.encode()),

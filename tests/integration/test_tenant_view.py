@@ -23,6 +23,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Producer
 
+from guardstream.chaos.exactness import headers as _headers
 from guardstream.config.catalog import load_catalog
 from guardstream.config.settings import Settings
 from guardstream.config.tenants import Limits, limits_for, load_tenants_file, load_tiers
@@ -38,7 +39,6 @@ from guardstream.streams.topics import USAGE_TYPE, subject_for
 from tests import SCHEMA_DIR, free_port
 
 from .conftest import TENANTS_FILE, Results, Worker
-from .exactness import headers as _headers
 from .test_first_slice import _data, _sdk_message, _send
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
