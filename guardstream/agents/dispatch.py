@@ -37,7 +37,7 @@ from guardstream.dispatch.completion import (
     usage_outcome,
 )
 from guardstream.dispatch.http import CallResult, call_chat
-from guardstream.dispatch.inflight import InOrder, Settled
+from guardstream.dispatch.inflight import InOrder, Settled, SharedFlush
 from guardstream.dispatch.router import STATE_VALUE, Router, RouteResult
 from guardstream.dispatch.usage import Usage, call_usage, estimate_usage
 from guardstream.guardrails import Policy
@@ -78,6 +78,9 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
     outputs = Outputs(app, ctx)
     order: InOrder[Any] = InOrder()
     settled: Settled[bytes] = Settled()
+    # A call starts only once its `calling` entry is on the broker: one flush of the output
+    # producer (which carries the table's changelog) serves every call waiting for it.
+    durable = SharedFlush(ctx.producer.flush)
     tasks: dict[Any, set[asyncio.Task[None]]] = {}
     clients: dict[str, list[httpx.AsyncClient]] = {}
     turns: dict[str, int] = {}
@@ -292,6 +295,7 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
             async def run(event: Any = event, adm: Admitted = adm, key: bytes = key) -> None:
                 try:
                     with log_context(request_id=adm.request_id, traceparent=adm.traceparent):
+                        await durable.wait()
                         await answer(event, adm, key)
                 except asyncio.CancelledError:
                     raise
