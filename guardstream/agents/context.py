@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,3 +93,12 @@ class Outputs:
             self.app.producer, topic, None, len(key or b""), len(value)
         )
         await self.producer.send(topic, key, value, out.headers)
+
+
+def header_text(headers: Iterable[tuple[str, bytes | None]], name: str) -> str | None:
+    """A header's value as text, cut to 200 characters (never raises): for log context and
+    for ids carried on, such as a traceparent."""
+    for key, value in headers:
+        if key == name and value is not None:
+            return value.decode("utf-8", "replace")[:200]
+    return None

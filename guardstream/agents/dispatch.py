@@ -24,7 +24,13 @@ import faust
 import httpx
 import sniffio
 
-from guardstream.agents.context import Context, Outputs, await_tenant_directory, hold_if_stopping
+from guardstream.agents.context import (
+    Context,
+    Outputs,
+    await_tenant_directory,
+    header_text,
+    hold_if_stopping,
+)
 from guardstream.config.providers import Deployment, check_against_catalog, load_providers
 from guardstream.dispatch import journal
 from guardstream.dispatch.codes import CompletionCode
@@ -43,6 +49,7 @@ from guardstream.dispatch.usage import Usage, call_usage, estimate_usage
 from guardstream.guardrails import Policy
 from guardstream.guardrails.output import OutputVerdict, StreamGuard, StreamStep, guard_completion
 from guardstream.records import Ingress
+from guardstream.runtime.continuity import committed_offset
 from guardstream.runtime.logs import log_context
 from guardstream.runtime.metrics import (
     DISPATCH_BREAKER,
@@ -260,7 +267,9 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
             ingress = Ingress(msg.topic, msg.partition, msg.offset, round(msg.timestamp * 1000))
             try:
                 adm = Admitted.from_decision(
-                    codec.decode(msg.value, Topic.ADMITTED), ingress, _traceparent(msg)
+                    codec.decode(msg.value, Topic.ADMITTED),
+                    ingress,
+                    header_text(msg.headers or [], "ce_traceparent"),
                 )
             except Exception:  # guardstream wrote it: a record it cannot read is a bug
                 log.exception(
@@ -272,7 +281,7 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
             try:
                 # Entries of records whose offsets are committed will never be read again:
                 # deleted here, in an event of their partition (where their changelog is).
-                for old in settled.due(msg.tp, _committed(app, msg.tp)):
+                for old in settled.due(msg.tp, committed_offset(app, msg.tp)):
                     del table[old]
                 settled.taken(msg.tp, msg.offset, key)
                 entry = journal.read(table.get(key))
@@ -345,16 +354,3 @@ class _Guarded:
         if step.stop:
             return OutputVerdict("", findings, score, step.flags, step.blocked, step.blocked_detail)
         return OutputVerdict("".join(self.released), findings, score, step.flags, None, None)
-
-
-def _committed(app: Any, tp: Any) -> int | None:
-    """The partition's committed offset as this worker's consumer last committed it."""
-    consumer = getattr(app, "_consumer", None)
-    return getattr(consumer, "_committed_offset", {}).get(tp) if consumer else None
-
-
-def _traceparent(msg: Any) -> str | None:
-    for key, value in msg.headers or []:
-        if key == "ce_traceparent" and value:
-            return bytes(value).decode("ascii", "replace")[:64]
-    return None

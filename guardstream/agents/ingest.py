@@ -12,7 +12,13 @@ from typing import Any
 
 import faust
 
-from guardstream.agents.context import Context, Outputs, await_tenant_directory, hold_if_stopping
+from guardstream.agents.context import (
+    Context,
+    Outputs,
+    await_tenant_directory,
+    header_text,
+    hold_if_stopping,
+)
 from guardstream.ingest.judge import STAGE
 from guardstream.reasons import Reason
 from guardstream.records import Ingress, Outcome, RawRecord, dead_letter
@@ -53,8 +59,8 @@ def register(app: faust.App, ctx: Context) -> None:
                 headers=list(msg.headers or []),
             )
             with log_context(
-                request_id=_header(rec.headers, "ce_id"),
-                traceparent=_header(rec.headers, "ce_traceparent"),
+                request_id=header_text(rec.headers, "ce_id"),
+                traceparent=header_text(rec.headers, "ce_traceparent"),
             ):
                 out, value = await _judge(rec)
             await outputs.send(out, value)
@@ -73,11 +79,3 @@ def register(app: faust.App, ctx: Context) -> None:
                 log.exception("ingest failed on %s[%d]@%d", i.topic, i.partition, i.offset)
                 out = dead_letter(rec, Reason.INTERNAL_ERROR, repr(exc)[:500], STAGE)
                 return out, outputs.encode(out)
-
-
-def _header(headers: list[tuple[str, bytes | None]], name: str) -> str | None:
-    """A header's value as text, for log context only (never raises)."""
-    for key, value in headers:
-        if key == name and value is not None:
-            return value.decode("utf-8", "replace")[:200]
-    return None

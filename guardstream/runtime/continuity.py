@@ -32,6 +32,14 @@ IDLE_S = 5.0
 VERIFY_TIMEOUT_S = 10.0
 
 
+def committed_offset(app: Any, tp: Any) -> int | None:
+    """The partition's committed offset as this worker's consumer last committed it (None
+    before its consumer starts or commits)."""
+    # Faust creates a consumer as a side effect of `app.consumer`; only read a started one.
+    consumer = getattr(app, "_consumer", None)
+    return getattr(consumer, "_committed_offset", {}).get(tp) if consumer else None
+
+
 class BrokerRecords:
     """Counts the records a partition really holds in an offset range (markers are not)."""
 
@@ -87,8 +95,7 @@ class InputWatch:
         return getattr(self.app, "_consumer", None)
 
     def _committed(self, tp: Any) -> int | None:
-        consumer = self._consumer()
-        return getattr(consumer, "_committed_offset", {}).get(tp) if consumer else None
+        return committed_offset(self.app, tp)
 
     def _suspect(self, tp: Any, first: int, end: int, how: str) -> None:
         """Check a hole against the broker in the background; report what is really lost."""
