@@ -10,7 +10,9 @@ acknowledge. A call takes seconds, so each record is handled in a task of its ow
 A model call is never repeated silently: the entry `calling` is written (to the table, and
 so to its changelog) before the first call, and a record taken up again that finds it - its
 worker died mid-call - is answered `INTERRUPTED` and charged its reservation, not called
-again. A record whose answer was already written re-sends the stored bytes.
+again. A record whose answer was already written re-sends the stored bytes; a copy of the
+decision at another offset, or one whose call is running here, sends nothing
+(`guardstream.dispatch.journal`).
 """
 
 from __future__ import annotations
@@ -85,6 +87,10 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
     outputs = Outputs(app, ctx)
     order: InOrder[Any] = InOrder()
     settled: Settled[bytes] = Settled()
+    window_ms = settings.dedup_window_s * 1000
+    # Decisions whose call runs in this process, per partition: a copy of one (the meter
+    # re-emits decisions after a crash) must not read their `calling` as a dead owner's.
+    flying: dict[Any, set[bytes]] = {}
     # A call starts only once its `calling` entry is on the broker: one flush of the output
     # producer (which carries the table's changelog) serves every call waiting for it.
     durable = SharedFlush(ctx.producer.flush)
@@ -193,7 +199,8 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
         values = [(completion, outputs.encode(completion)), (usage, outputs.encode(usage))]
         for out, value in values:
             await outputs.send(out, value)
-        table[key] = journal.done(values[0][1], values[1][1])
+        origin = journal.Origin(adm.ingress.partition, adm.ingress.offset)
+        table[key] = journal.done(origin, values[0][1], values[1][1])
         labelled(DISPATCH_COMPLETIONS, answer.outcome, completion.code).inc()
         for kind, n in (
             ("prompt", answer.usage.prompt_tokens - answer.usage.cached_tokens),
@@ -239,6 +246,7 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
         for tp in revoked:
             for task in tasks.pop(tp, set()):
                 task.cancel()
+            flying.pop(tp, None)
             order.forget(tp)
             settled.forget(tp)
 
@@ -261,8 +269,11 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
         async for event in stream.noack().events():
             await hold_if_stopping(app)
             msg = event.message
+            if not order.start(msg.tp, msg.offset):
+                for repeated in order.repeat(msg.tp, msg.offset, event):
+                    repeated.ack()
+                continue
             await slots.acquire()
-            order.start(msg.tp, msg.offset)
             DISPATCH_IN_FLIGHT.set(order.in_flight())
             ingress = Ingress(msg.topic, msg.partition, msg.offset, round(msg.timestamp * 1000))
             try:
@@ -277,14 +288,23 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
                 )
                 release(event, slots)
                 continue
-            key = adm.request_id.encode()
+            key = journal.entry_key(adm.decision_id)
+            origin = journal.Origin(msg.partition, msg.offset)
+            running = flying.setdefault(msg.tp, set())
             try:
-                # Entries of records whose offsets are committed will never be read again:
-                # deleted here, in an event of their partition (where their changelog is).
+                # Table writes happen here, in an event of the partition (where its changelog
+                # is): answers of committed records shrink to a marker, expired entries go.
                 for old in settled.due(msg.tp, committed_offset(app, msg.tp)):
-                    del table[old]
-                settled.taken(msg.tp, msg.offset, key)
+                    if journal.read(table.get(old)).done:
+                        table[old] = journal.settled()
+                journal.collect(table, msg.partition, ingress.timestamp_ms, window_ms)
                 entry = journal.read(table.get(key))
+                if key in running or entry.settled or (entry.done and entry.origin != origin):
+                    # A copy of a decision answered (or being answered) from another record:
+                    # that record sends the answer; this one is acknowledged in its turn.
+                    release(event, slots)
+                    continue
+                settled.taken(msg.tp, msg.offset, key)
                 if entry.done:
                     await resend(adm, entry)
                     release(event, slots)
@@ -295,13 +315,17 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
                     await send_answer(adm, interrupted(adm), key)
                     release(event, slots)
                     continue
-                table[key] = journal.calling()
+                table[key] = journal.calling(origin)
+                journal.track(table, msg.partition, key, ingress.timestamp_ms)
             except Exception as exc:
                 if is_storage_error(exc):
                     fail_stop(exc, settings.state_dir)
                 raise
+            running.add(key)
 
-            async def run(event: Any = event, adm: Admitted = adm, key: bytes = key) -> None:
+            async def run(
+                event: Any = event, adm: Admitted = adm, key: bytes = key, running: Any = running
+            ) -> None:
                 try:
                     with log_context(request_id=adm.request_id, traceparent=adm.traceparent):
                         await durable.wait()
@@ -315,6 +339,8 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
                     # it INTERRUPTED (its entry says `calling`); never a silent second call.
                     log.exception("dispatch failed on %s", adm.request_id)
                     return
+                finally:
+                    running.discard(key)
                 release(event, slots)
 
             task = asyncio.ensure_future(run())

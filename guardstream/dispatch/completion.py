@@ -26,6 +26,7 @@ class Admitted:
     """An admitted request as the dispatch stage needs it."""
 
     ingress: Ingress  # where the admitted decision sits: the completion's identity
+    decision_id: str  # the same in every copy of the decision (the dispatch table's key)
     request_id: str
     request_source: str
     tenant_id: str
@@ -49,6 +50,7 @@ class Admitted:
             raise ValueError("not an admitted decision with its sanitized request")
         return cls(
             ingress=ingress,
+            decision_id=decision["decision_id"],
             request_id=decision["request_id"],
             request_source=decision["request_source"],
             tenant_id=decision["tenant_id"],

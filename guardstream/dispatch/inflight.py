@@ -7,6 +7,10 @@ ones. Faust commits the highest run of acknowledged offsets, but does not check 
 starts right after the committed offset when none is known yet (a fresh partition), so the
 agent never acknowledges out of order: `InOrder` holds a finished record back until every
 earlier one on its partition has finished, then releases the whole run.
+
+Faust may also deliver a record twice in a row (its read-offset check lets the last offset
+read through again, seen after a restart). The second delivery is not a new record: it is
+released with the first, never taken up as one.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ T = TypeVar("T")
 class _Partition(Generic[T]):
     started: deque[int] = field(default_factory=deque)  # offsets in arrival order
     finished: dict[int, T] = field(default_factory=dict)
+    again: dict[int, list[T]] = field(default_factory=dict)  # repeats of a started offset
+    last: int = -1  # the highest offset started
 
 
 class InOrder(Generic[T]):
@@ -32,9 +38,24 @@ class InOrder(Generic[T]):
     def __init__(self) -> None:
         self._parts: dict[Hashable, _Partition[T]] = {}
 
-    def start(self, partition: Hashable, offset: int) -> None:
-        """A record was taken up (offsets arrive in increasing order per partition)."""
-        self._parts.setdefault(partition, _Partition()).started.append(offset)
+    def start(self, partition: Hashable, offset: int) -> bool:
+        """Take a record up; False if its offset was taken up before (a repeated delivery:
+        hand it to `repeat` instead)."""
+        part = self._parts.setdefault(partition, _Partition())
+        if offset <= part.last:
+            return False
+        part.last = offset
+        part.started.append(offset)
+        return True
+
+    def repeat(self, partition: Hashable, offset: int, item: T) -> list[T]:
+        """A repeated delivery of `offset`: released now if the first one was (returned),
+        else held and released with it."""
+        part = self._parts[partition]
+        if offset in part.started:
+            part.again.setdefault(offset, []).append(item)
+            return []
+        return [item]
 
     def finish(self, partition: Hashable, offset: int, item: T) -> list[T]:
         """`offset` is done; the items now releasable, in offset order (maybe none)."""
@@ -42,7 +63,9 @@ class InOrder(Generic[T]):
         part.finished[offset] = item
         released: list[T] = []
         while part.started and part.started[0] in part.finished:
-            released.append(part.finished.pop(part.started.popleft()))
+            first = part.started.popleft()
+            released.append(part.finished.pop(first))
+            released.extend(part.again.pop(first, ()))
         return released
 
     def in_flight(self) -> int:
@@ -91,8 +114,8 @@ class SharedFlush:
 class Settled(Generic[T]):
     """Per partition, the items taken up, until their offset is committed.
 
-    The dispatch table keeps a request's entry only while its admitted record may be
-    processed again, i.e. until its offset is committed; after that the entry is garbage.
+    A dispatch entry holds the answer's bytes only while its admitted record may be
+    processed again, i.e. until its offset is committed; after that it shrinks to a marker.
     Offsets are committed only once every record before them is answered, so an item whose
     offset is below the committed offset is settled for good.
     """

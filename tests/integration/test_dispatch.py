@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from guardstream.config.catalog import load_catalog
 from guardstream.config.settings import Settings
@@ -366,6 +366,60 @@ def test_a_provider_that_hangs_times_out(dispatch: Dispatch) -> None:
     (c,) = dispatch.completions(ids).values()
     assert (c["outcome"], c["code"]) == ("FAILED", "TIMEOUT")
     assert c["attempts"] == 4  # two tries of each of two deployments
+
+
+def _calls_for(dispatch: Dispatch, rid: str) -> int:
+    return sum(d["idempotency_keys"].get(rid, 0) for d in dispatch.stats().values())
+
+
+def test_a_copy_of_an_answered_decision_calls_and_sends_nothing(dispatch: Dispatch) -> None:
+    # The meter re-emits the decisions it had made when it restarts: copies at later offsets,
+    # possibly long after the first was answered and committed.
+    [rid] = dispatch.send("disp", "gpt-4o-mini", 1, "copied")
+    first = dispatch.completions([rid])[rid]
+    calls = _calls_for(dispatch, rid)
+    s = dispatch.s
+    topic = s.topic(Topic.ADMITTED)
+    c = Consumer(kafka_config(s, {"group.id": s.app_id, "enable.auto.commit": False}))
+    tp = TopicPartition(topic, first["admitted_partition"], first["admitted_offset"])
+    assign_from_beginning(c, [topic])
+    original = None
+    while original is None:
+        msg = c.poll(5.0)
+        assert msg is not None, "the admitted record is not on the topic"
+        if (msg.partition(), msg.offset()) == (tp.partition, tp.offset):
+            original = msg
+
+    def committed() -> int:
+        [got] = c.committed([TopicPartition(topic, tp.partition)], timeout=10)
+        return int(got.offset)
+
+    deadline = time.monotonic() + 60
+    while committed() <= tp.offset:
+        assert time.monotonic() < deadline, "the answered record's offset is never committed"
+        time.sleep(0.5)
+    delivered: list[int] = []
+    dispatch.producer.produce(
+        topic,
+        key=original.key(),
+        value=original.value(),
+        headers=original.headers(),
+        partition=tp.partition,
+        on_delivery=lambda err, m: delivered.append(-1 if err else m.offset()),
+    )
+    assert dispatch.producer.flush(30) == 0
+    [copy_offset] = delivered
+    assert copy_offset > tp.offset
+    while committed() <= copy_offset:
+        assert time.monotonic() < deadline + 60, "the copy's offset is never committed"
+        time.sleep(0.5)
+    c.close()
+    assert _calls_for(dispatch, rid) == calls, "a copy of the decision called again"
+    again = [raw for raw, rec in dispatch.read(Topic.COMPLETIONS) if rec["request_id"] == rid]
+    assert len(set(again)) == 1, "a copy of the decision sent a different answer"
+    assert [sum(v) for v in dispatch.charges([rid]).values()] == [
+        _price("gpt-4o-mini", _usage(first))
+    ]
 
 
 def test_kill_nine_mid_flight_never_calls_a_provider_twice(dispatch: Dispatch) -> None:

@@ -30,6 +30,19 @@ def test_partitions_do_not_wait_for_each_other() -> None:
     assert acks.in_flight() == 0
 
 
+def test_a_repeated_delivery_is_released_with_the_first_never_taken_up_again() -> None:
+    acks: InOrder[str] = InOrder()
+    assert acks.start("p0", 10) and acks.start("p0", 11)
+    assert not acks.start("p0", 11)  # delivered again while its call runs
+    assert acks.repeat("p0", 11, "b again") == []  # held: acking it would pass record 10
+    assert not acks.start("p0", 9)  # an offset before the last one taken: a repeat too
+    assert acks.finish("p0", 11, "b") == []
+    assert acks.finish("p0", 10, "a") == ["a", "b", "b again"]
+    assert not acks.start("p0", 10)
+    assert acks.repeat("p0", 10, "a again") == ["a again"]  # the first is out: now
+    assert acks.in_flight() == 0
+
+
 @given(st.lists(st.integers(0, 3), min_size=1, max_size=60), st.randoms())
 def test_every_record_is_released_once_in_offset_order(
     parts: list[int], rnd: random.Random
