@@ -1,4 +1,4 @@
-"""A correction to faust-streaming's rebalance path that guardstream depends on.
+"""Two corrections to faust-streaming's rebalance path that guardstream depends on.
 
 **Records dropped when a worker takes over partitions that need table recovery.**
 After a rebalance Faust pauses every assigned partition, replays the changelogs (resuming
@@ -20,6 +20,21 @@ entering a queue that is about to be cleared, and is delivered once flow resumes
 queues are empty at that point (their partitions were paused since the rebalance began), so
 nothing already queued is affected. A record delivered before the seek may be delivered again
 after it; the meter treats that as a replay and re-sends the identical decision.
+
+**Records fetched before a seek, delivered after it (suspected in a chaos run).** The
+fetcher asks the consumer thread for a batch and notes the consumer generation only once it
+comes back, so a batch the thread drained before a rebalance's seek to the committed offset
+C can reach Faust after it. Faust has set its read offset to C by then; the stale batch's
+first record X > C + 1 looks like a hole, and Faust fills holes (meant for transaction
+markers) as if acknowledged: C+1..X-1 would be committed without being processed, and C's
+re-fetched records dropped as already read. One broker-kill chaos run lost 21 consecutive
+usage reports, committed and never processed, after a rebalance mid-kill; this race fits
+what was seen, though it was not caught in the act. The fix notes every seek made while a
+batch is fetched, and keeps a partition's records only if they start where that seek put
+it; otherwise they are dropped and the partition is sought there again (so records the
+consumer thread has passed are fetched again, never skipped). Dropping whole batches
+instead also dropped records fetched *after* the seek, which the consumer had passed: the
+first attempt at this fix lost records in the failover tests and was reverted.
 """
 
 from __future__ import annotations
@@ -27,6 +42,7 @@ from __future__ import annotations
 from typing import Any
 
 from faust.tables.recovery import Recovery
+from faust.transport.consumer import Consumer
 
 _APPLIED = "_guardstream_resume_fix"
 
@@ -47,10 +63,70 @@ def _suspending(original: Any) -> Any:
     return without_loss
 
 
+# Per consumer: the position each partition was sought to since the current fetch began.
+_SOUGHT = "_guardstream_sought"
+
+
+def _sought(consumer: Any) -> dict[Any, int | None]:
+    sought: dict[Any, int | None] | None = getattr(consumer, _SOUGHT, None)
+    if sought is None:
+        sought = {}
+        setattr(consumer, _SOUGHT, sought)
+    return sought
+
+
+def _noting_seek(original: Any) -> Any:
+    async def noted_seek(self: Any, partition: Any, offset: int) -> None:
+        await original(self, partition, offset)
+        _sought(self)[partition] = offset
+
+    return noted_seek
+
+
+def _noting_perform_seek(original: Any) -> Any:
+    async def noted_perform_seek(self: Any) -> None:
+        await original(self)
+        # Faust has just set each partition's read offset to its committed offset (None
+        # when it has none: the reset policy decides, and nothing can be checked).
+        _sought(self).update(self._read_offset)
+
+    return noted_perform_seek
+
+
+def stale(sought: dict[Any, int | None], records: Any) -> list[Any]:
+    """The partitions of a fetched batch whose records do not start where a seek made
+    while it was fetched put them."""
+    return [
+        tp
+        for tp, recs in records.items()
+        if recs and sought.get(tp) is not None and recs[0].offset != sought[tp]
+    ]
+
+
+def _fresh_batches(original: Any) -> Any:
+    async def without_stale(self: Any, timeout: float) -> Any:
+        sought = _sought(self)
+        sought.clear()
+        records, active_partitions = await original(self, timeout)
+        if records and sought:
+            moved = {tp: sought[tp] for tp in stale(sought, records)}
+            if moved:
+                records = {tp: recs for tp, recs in records.items() if tp not in moved}
+                for tp, offset in moved.items():
+                    self.log.info("Dropped records of %s fetched before a seek to %s", tp, offset)
+                    await self.seek(tp, offset)  # fetched again from there
+        return records, active_partitions
+
+    return without_stale
+
+
 def apply() -> None:
-    """Patch Faust's recovery once per process (idempotent)."""
+    """Patch Faust's recovery and fetcher once per process (idempotent)."""
     if getattr(Recovery, _APPLIED, False):
         return
     for name in _METHODS:
         setattr(Recovery, name, _suspending(getattr(Recovery, name)))
+    Consumer.seek = _noting_seek(Consumer.seek)  # type: ignore[method-assign]
+    Consumer.perform_seek = _noting_perform_seek(Consumer.perform_seek)  # type: ignore[method-assign]
+    Consumer._wait_next_records = _fresh_batches(Consumer._wait_next_records)  # type: ignore[method-assign]
     setattr(Recovery, _APPLIED, True)

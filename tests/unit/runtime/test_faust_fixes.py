@@ -32,3 +32,58 @@ def test_apply_patches_both_recovery_endings_once() -> None:
     faust_fixes.apply()
     assert {name: getattr(Recovery, name) for name in faust_fixes._METHODS} == first
     assert all(m.__name__ == "without_loss" for m in first.values())
+
+
+def _records(tp: str, first: int, n: int) -> list[Any]:
+    return [SimpleNamespace(offset=first + i) for i in range(n)]
+
+
+def test_records_that_do_not_start_where_a_seek_put_them_are_dropped_and_fetched_again() -> None:
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        seeks: list[tuple[str, int]] = []
+
+        async def base_seek(self: Any, tp: str, offset: int) -> None:
+            seeks.append((tp, offset))
+
+        async def base_perform_seek(self: Any) -> None:
+            self._read_offset.update({"usage[0]": 120, "usage[1]": 7, "usage[2]": None})
+
+        consumer = SimpleNamespace(
+            _read_offset={},
+            log=SimpleNamespace(info=lambda *a: None),
+        )
+        seek = faust_fixes._noting_seek(base_seek)
+        consumer.seek = lambda tp, offset: seek(consumer, tp, offset)
+        perform_seek = faust_fixes._noting_perform_seek(base_perform_seek)
+
+        async def fetch(self: Any, timeout: float) -> tuple[Any, Any]:
+            # While the consumer thread fetched, a rebalance's recovery sought every
+            # partition to its committed offset.
+            await perform_seek(self)
+            return {
+                "usage[0]": _records("usage[0]", 141, 3),  # drained before the seek: stale
+                "usage[1]": _records("usage[1]", 7, 2),  # drained after it: fresh
+                "usage[2]": _records("usage[2]", 50, 1),  # no committed offset: unknown
+            }, None
+
+        async def plain(self: Any, timeout: float) -> tuple[Any, Any]:
+            return {"usage[0]": _records("usage[0]", 300, 1)}, None
+
+        got, _ = await faust_fixes._fresh_batches(fetch)(consumer, 1.0)
+        # No seek during the next fetch: whatever it returns is kept.
+        later, _ = await faust_fixes._fresh_batches(plain)(consumer, 1.0)
+        return [sorted(got), seeks], [later]
+
+    (kept, seeks), (later,) = asyncio.run(scenario())
+    assert kept == ["usage[1]", "usage[2]"]
+    assert seeks == [("usage[0]", 120)]  # fetched again from the committed offset
+    assert list(later) == ["usage[0]"]
+
+
+def test_apply_notes_seeks_and_guards_the_fetcher() -> None:
+    from faust.transport.consumer import Consumer
+
+    faust_fixes.apply()
+    assert Consumer._wait_next_records.__name__ == "without_stale"
+    assert Consumer.perform_seek.__name__ == "noted_perform_seek"
+    assert Consumer.seek.__name__ == "noted_seek"
