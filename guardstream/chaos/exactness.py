@@ -383,8 +383,22 @@ class Scenario:
         double = sorted(r for r, n in charges_per_request.items() if n > 1)
         if double:
             problems.append(f"{len(double)} requests charged twice (e.g. {double[:3]})")
-        if unknown := [r for *_, r in events.values() if r["kind"] == "USAGE_UNKNOWN"]:
-            problems.append(f"{len(unknown)} usage reports found no reservation (USAGE_UNKNOWN)")
+        if unknown := [(p, o, r) for p, o, r in events.values() if r["kind"] == "USAGE_UNKNOWN"]:
+            # Where the reservation was made and where its usage found none: which partitions
+            # and how far apart, for whoever chases it.
+            reserved_at = {
+                r["request_id"]: (p, o) for p, o, r in events.values() if r["kind"] == "RESERVE"
+            }
+            examples = [
+                f"{r['request_id']} ({r['tenant_id']}): RESERVE at audit "
+                f"{reserved_at.get(r['request_id'], 'nowhere')}, USAGE_UNKNOWN at ({p}, {o})"
+                for p, o, r in sorted(unknown, key=lambda e: (e[0], e[1]))[:3]
+            ]
+            tenants = len({r["tenant_id"] for *_, r in unknown})
+            problems.append(
+                f"{len(unknown)} usage reports of {tenants} tenants found no reservation "
+                f"(USAGE_UNKNOWN), e.g. {'; '.join(examples)}"
+            )
         settled: dict[str, int] = defaultdict(int)
         for rid in self.admitted:
             settled[self.tenant_of[rid]] += 1
