@@ -57,27 +57,19 @@ def chaos_cmd(
             rate=rate,
             say=lambda line: err.print(f"[dim]{line}", highlight=False),
         )
-        table = Table(
-            "scenario",
-            "requests",
-            "lost",
-            "charged twice",
-            "recover s",
-            "stall s",
-            "max backlog",
-            "max wait s",
-            title=result.fault,
-        )
-        table.add_row(
-            result.scenario,
-            f"{result.requests:,} at {result.rate:g}/s",
-            _flag(result.lost),
-            _flag(result.double_charged),
-            f"{result.recover_s:.1f}",
-            f"{result.longest_stall_s:.1f}",
-            str(result.max_backlog),
-            f"{result.max_wait_s:.1f}",
-        )
+        # One row per figure: eight columns of one result wrapped to nothing in a pipe.
+        table = Table("figure", "value", title=result.fault)
+        for figure, value in (
+            ("scenario", result.scenario),
+            ("requests", f"{result.requests:,} at {result.rate:g}/s"),
+            ("lost", _flag(result.lost)),
+            ("charged twice", _flag(result.double_charged)),
+            ("time to recover", f"{result.recover_s:.1f} s"),
+            ("longest stall", f"{result.longest_stall_s:.1f} s"),
+            ("largest backlog", f"{result.max_backlog:,} requests"),
+            ("longest wait for a decision", f"{result.max_wait_s:.1f} s"),
+        ):
+            table.add_row(figure, value)
         console.print(table)
         for problem in result.problems:
             err.print(f"[bold red]problem:[/] {problem}", highlight=False)
