@@ -18,6 +18,7 @@ from guardstream.guardrails import DEFAULT_POLICY, Policy, policy_from
 from guardstream.ingest.authenticate import Authenticator
 from guardstream.ingest.judge import Judge
 from guardstream.runtime import faust_fixes
+from guardstream.runtime.continuity import register_commit_holes
 from guardstream.runtime.diagnostics import register_diagnostics
 from guardstream.runtime.health import register_health
 from guardstream.runtime.logs import json_logging_config
@@ -158,6 +159,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     meter.register(app, ctx)
     if settings.dispatch:
         dispatch.register(app, ctx, policy_for)
+    register_commit_holes(app, settings)
     register_health(app)
     register_diagnostics(app)
     register_tenant_page(app, tables, tiers)

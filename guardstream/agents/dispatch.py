@@ -270,8 +270,7 @@ def register(app: faust.App, ctx: Context, policy_for: Any) -> None:
             await hold_if_stopping(app)
             msg = event.message
             if not order.start(msg.tp, msg.offset):
-                for repeated in order.repeat(msg.tp, msg.offset, event):
-                    repeated.ack()
+                order.repeat(msg.tp, msg.offset, event)
                 continue
             await slots.acquire()
             DISPATCH_IN_FLIGHT.set(order.in_flight())

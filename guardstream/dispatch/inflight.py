@@ -8,9 +8,11 @@ starts right after the committed offset when none is known yet (a fresh partitio
 agent never acknowledges out of order: `InOrder` holds a finished record back until every
 earlier one on its partition has finished, then releases the whole run.
 
-Faust may also deliver a record twice in a row (its read-offset check lets the last offset
-read through again, seen after a restart). The second delivery is not a new record: it is
-released with the first, never taken up as one.
+Faust may also deliver a record again while it is still being answered (its read-offset
+check lets the last offset read through twice, seen after a restart). That delivery is not
+a new record: it is released with the first, never taken up as one. A record delivered
+again after it was released (a repeat, or the partition sought back to re-read a hole) is
+taken up again; the dispatch table makes that idempotent.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ T = TypeVar("T")
 class _Partition(Generic[T]):
     started: deque[int] = field(default_factory=deque)  # offsets in arrival order
     finished: dict[int, T] = field(default_factory=dict)
-    again: dict[int, list[T]] = field(default_factory=dict)  # repeats of a started offset
-    last: int = -1  # the highest offset started
+    pending: set[int] = field(default_factory=set)  # offsets taken up, not yet released
+    again: dict[int, list[T]] = field(default_factory=dict)  # repeats of a pending offset
 
 
 class InOrder(Generic[T]):
@@ -39,23 +41,18 @@ class InOrder(Generic[T]):
         self._parts: dict[Hashable, _Partition[T]] = {}
 
     def start(self, partition: Hashable, offset: int) -> bool:
-        """Take a record up; False if its offset was taken up before (a repeated delivery:
-        hand it to `repeat` instead)."""
+        """Take a record up; False if its offset is taken up and not yet released (a
+        repeated delivery: hand it to `repeat`, which releases it with the first)."""
         part = self._parts.setdefault(partition, _Partition())
-        if offset <= part.last:
+        if offset in part.finished or offset in part.pending:
             return False
-        part.last = offset
+        part.pending.add(offset)
         part.started.append(offset)
         return True
 
-    def repeat(self, partition: Hashable, offset: int, item: T) -> list[T]:
-        """A repeated delivery of `offset`: released now if the first one was (returned),
-        else held and released with it."""
-        part = self._parts[partition]
-        if offset in part.started:
-            part.again.setdefault(offset, []).append(item)
-            return []
-        return [item]
+    def repeat(self, partition: Hashable, offset: int, item: T) -> None:
+        """A repeated delivery of an offset still in hand: released with the first."""
+        self._parts[partition].again.setdefault(offset, []).append(item)
 
     def finish(self, partition: Hashable, offset: int, item: T) -> list[T]:
         """`offset` is done; the items now releasable, in offset order (maybe none)."""
@@ -64,6 +61,7 @@ class InOrder(Generic[T]):
         released: list[T] = []
         while part.started and part.started[0] in part.finished:
             first = part.started.popleft()
+            part.pending.discard(first)
             released.append(part.finished.pop(first))
             released.extend(part.again.pop(first, ()))
         return released

@@ -22,6 +22,7 @@ import faust
 from confluent_kafka import Consumer, TopicPartition
 
 from guardstream.config.settings import Settings
+from guardstream.runtime.faust_fixes import holes
 from guardstream.runtime.gaps import GapTracker
 from guardstream.runtime.metrics import INPUT_GAPS, labelled
 from guardstream.streams.clients import kafka_config
@@ -120,8 +121,8 @@ class InputWatch:
             if lost:
                 labelled(INPUT_GAPS, self.stage).inc(lost)
                 log.error(
-                    "%s: %d record(s) of %s[%d] between offsets %d and %d %s; they are not "
-                    "committed, so restarting this worker re-reads them",
+                    "%s: %d record(s) of %s[%d] between offsets %d and %d %s; nothing is "
+                    "committed past them, and they are read again once the hole is settled",
                     self.stage,
                     lost,
                     tp.topic,
@@ -177,3 +178,89 @@ class InputWatch:
                 self._suspect(
                     tp, last_read - missing + 1, last_read + 1, "were read but never arrived"
                 )
+
+
+HOLE_GRACE_S = 5.0  # a late acknowledgement closes most holes by itself within this
+
+
+class CommitHoles:
+    """Settles the holes that stop a partition's commits (`faust_fixes.holes`).
+
+    A hole is offsets at the head of a partition, from its committed offset, that nothing
+    acknowledged while later ones were. Left alone the partition would never commit again;
+    Faust's own rule would have committed past them. After a grace period the broker is
+    asked what the hole holds: no records (transaction markers, a retention cut) - the hole
+    is filled and commits resume; records - they were skipped, so the partition is sought
+    back to the hole and reads them again (the stages are idempotent against the repeats),
+    with one error line and `guardstream_input_gaps_total` counting them.
+    """
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
+        self.broker = BrokerRecords(settings)
+
+    async def settle(self) -> None:
+        """Check the holes older than the grace period (call from a timer)."""
+        app: Any = self.app
+        consumer = getattr(app, "_consumer", None)
+        if consumer is None or app.rebalancing or app.in_recovery:
+            return
+        now = time.monotonic()
+        loop = asyncio.get_running_loop()
+        for tp, (first, end, since) in list(holes(consumer).items()):
+            if not _still_open(consumer, tp, first):
+                holes(consumer).pop(tp, None)
+                continue
+            if now - since < HOLE_GRACE_S or tp not in consumer.assignment():
+                continue
+            try:
+                found = await loop.run_in_executor(
+                    None, self.broker.count, tp.topic, tp.partition, first, end
+                )
+            except Exception as exc:  # checked again at the next tick
+                log.warning("could not check offsets %d-%d of %s: %r", first, end - 1, tp, exc)
+                continue
+            if holes(consumer).get(tp) != (first, end, since) or not _still_open(
+                consumer, tp, first
+            ):
+                continue  # settled meanwhile (acknowledged late, or revoked)
+            del holes(consumer)[tp]
+            if not found:
+                consumer._gap[tp].addi(first, end)
+                log.info("offsets %d-%d of %s hold no records: committed past", first, end - 1, tp)
+                continue
+            labelled(INPUT_GAPS, "consumer").inc(found)
+            log.error(
+                "%d record(s) of %s[%d] between offsets %d and %d were skipped by the "
+                "consumer and never acknowledged; nothing is committed past them, and they "
+                "are read again now",
+                found,
+                tp.topic,
+                tp.partition,
+                first,
+                end - 1,
+            )
+            await consumer.seek(tp, first)
+
+
+def _still_open(consumer: Any, tp: Any, first: int) -> bool:
+    """Whether the partition still has nothing acknowledged at `first`, its committed
+    offset, and something acknowledged after it (a hole noted at the last commit may have
+    closed since)."""
+    acked = consumer._acked.get(tp)
+    gaps = consumer._gap.get(tp)
+    return bool(
+        consumer._committed_offset.get(tp) == first
+        and acked
+        and min(acked) > first
+        and not (gaps and gaps.at(first))
+    )
+
+
+def register_commit_holes(app: faust.App, settings: Settings) -> None:
+    """Settle commit holes on a timer (every worker, whatever its stages)."""
+    holes_ = CommitHoles(app, settings)
+
+    @app.timer(interval=2.0)  # type: ignore[untyped-decorator]  # Faust is untyped
+    async def settle_commit_holes() -> None:
+        await holes_.settle()

@@ -1,4 +1,4 @@
-"""Two corrections to faust-streaming's rebalance path that guardstream depends on.
+"""Three corrections to faust-streaming's consumer that guardstream depends on.
 
 **Records dropped when a worker takes over partitions that need table recovery.**
 After a rebalance Faust pauses every assigned partition, replays the changelogs (resuming
@@ -35,10 +35,21 @@ it; otherwise they are dropped and the partition is sought there again (so recor
 consumer thread has passed are fetched again, never skipped). Dropping whole batches
 instead also dropped records fetched *after* the seek, which the consumer had passed: the
 first attempt at this fix lost records in the failover tests and was reverted.
+
+**Commits past a record nothing acknowledged.** Faust commits the first run of
+consecutive acknowledged offsets, and checks that the run starts at the committed offset C
+only loosely: not at all while C is None or 0, and it lets the run start at C + 1 (its
+hole filling starts at C + 1 too: it reads C as "last processed" where it holds "next to
+read"). Whatever skipped a record - the race above, or one not yet found - the commit then
+buries it. Here a commit must start exactly at C; a run that starts later leaves the
+partition uncommitted and the hole noted (`holes`), for `guardstream.runtime.continuity`
+to settle: re-read if the broker holds records there, filled if it holds none (markers,
+retention).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from faust.tables.recovery import Recovery
@@ -120,6 +131,62 @@ def _fresh_batches(original: Any) -> Any:
     return without_stale
 
 
+# Per consumer: partition -> (first missing offset, first acknowledged one, when noticed).
+_HOLES = "_guardstream_holes"
+
+
+def holes(consumer: Any) -> dict[Any, tuple[int, int, float]]:
+    """The holes at the head of partitions' acknowledged offsets that stop their commits."""
+    found: dict[Any, tuple[int, int, float]] | None = getattr(consumer, _HOLES, None)
+    if found is None:
+        found = {}
+        setattr(consumer, _HOLES, found)
+    return found
+
+
+def next_commit(
+    acked: list[int], gaps: Any, committed: int | None
+) -> tuple[int | None, list[int], tuple[int, int] | None]:
+    """Where a partition may be committed to: (offset or None, the offsets that run
+    covers, a hole (first, end) at the head of the acknowledged ones or None).
+
+    `acked` (Faust's list) is updated in place: hole-filled ranges up to its highest offset
+    join it, and the committed run leaves it. `committed` is the next offset to read.
+    """
+    if not acked:
+        return None, [], None
+    if gaps:
+        top = max(acked)
+        spans = sorted(gaps.overlap(0, top), key=lambda span: span.begin)
+        if spans:
+            filled = [o for span in spans for o in range(span.begin, span.end)]
+            acked.extend(filled)
+            gaps.chop(0, max(filled[-1], top + 1))
+    offsets = sorted(set(acked))
+    if committed is not None and offsets[0] > committed:
+        acked[:] = offsets
+        return None, [], (committed, offsets[0])
+    run = 1
+    while run < len(offsets) and offsets[run] == offsets[0] + run:
+        run += 1
+    acked[:] = offsets[run:]
+    return offsets[run - 1] + 1, offsets[:run], None
+
+
+def _strict_new_offset(self: Any, tp: Any) -> int | None:
+    offset, covered, hole = next_commit(self._acked[tp], self._gap[tp], self._committed_offset[tp])
+    noted = holes(self)
+    if hole is not None:
+        first, end = hole
+        earlier = noted.get(tp)
+        since = earlier[2] if earlier is not None and earlier[:2] == hole else time.monotonic()
+        noted[tp] = (first, end, since)
+        return None
+    noted.pop(tp, None)
+    self._acked_index[tp].difference_update(covered)
+    return offset
+
+
 def apply() -> None:
     """Patch Faust's recovery and fetcher once per process (idempotent)."""
     if getattr(Recovery, _APPLIED, False):
@@ -129,4 +196,5 @@ def apply() -> None:
     Consumer.seek = _noting_seek(Consumer.seek)  # type: ignore[method-assign]
     Consumer.perform_seek = _noting_perform_seek(Consumer.perform_seek)  # type: ignore[method-assign]
     Consumer._wait_next_records = _fresh_batches(Consumer._wait_next_records)  # type: ignore[method-assign]
+    Consumer._new_offset = _strict_new_offset  # type: ignore[method-assign]
     setattr(Recovery, _APPLIED, True)

@@ -8,9 +8,11 @@ should be its committed offset. A hole is only a suspect: transaction markers (c
 produce in transactions) and compaction skip offsets too, so `guardstream.continuity` asks
 the broker whether records really sit in it before reporting anything.
 
-Detection only: lost records were never acknowledged, so the committed offset stays before
-them and a restart re-reads them (the stages are idempotent against replays). Seeking back
-from inside Faust does not work: its fetcher drops re-fetched offsets below its read offset.
+Detection only. Records that never reached the agent were never acknowledged, and a commit
+must start exactly at the committed offset (`faust_fixes`), so the partition's commits stop
+before them and `continuity.CommitHoles` reads them again; Faust's own hole filling (for
+transaction markers) is the one path that could still commit past them, which is why this
+reports rather than assumes.
 """
 
 from __future__ import annotations

@@ -87,3 +87,49 @@ def test_apply_notes_seeks_and_guards_the_fetcher() -> None:
     assert Consumer._wait_next_records.__name__ == "without_stale"
     assert Consumer.perform_seek.__name__ == "noted_perform_seek"
     assert Consumer.seek.__name__ == "noted_seek"
+
+
+def test_a_commit_starts_exactly_at_the_committed_offset() -> None:
+    from intervaltree import IntervalTree
+
+    # Everything from the committed offset acknowledged: committed up to the first hole.
+    acked = [7, 5, 6, 9]
+    assert faust_fixes.next_commit(acked, IntervalTree(), committed=5) == (8, [5, 6, 7], None)
+    assert acked == [9]
+    # The record at the committed offset never acknowledged: Faust's own rule committed
+    # past it (it lets a run start one after); here nothing is, and the hole is named.
+    acked = [6, 7, 8]
+    assert faust_fixes.next_commit(acked, IntervalTree(), committed=5) == (None, [], (5, 6))
+    assert acked == [6, 7, 8]  # kept for when the hole is settled
+    # Faust's hole filling (transaction markers) counts as acknowledged; so does a filled hole.
+    gaps = IntervalTree()
+    gaps.addi(5, 6)
+    gaps.addi(9, 11)
+    acked = [6, 7, 8, 11]
+    assert faust_fixes.next_commit(acked, gaps, committed=5) == (12, [5, 6, 7, 8, 9, 10, 11], None)
+    assert not gaps
+    # Nothing known to check against (a partition never committed): as Faust does.
+    acked = [40, 41]
+    assert faust_fixes.next_commit(acked, IntervalTree(), committed=None) == (42, [40, 41], None)
+
+
+def test_the_patched_consumer_notes_a_hole_until_it_closes() -> None:
+    from collections import defaultdict
+
+    from intervaltree import IntervalTree
+
+    consumer = SimpleNamespace(
+        _acked=defaultdict(list, {"tp": [6, 7]}),
+        _gap=defaultdict(IntervalTree),
+        _committed_offset=defaultdict(lambda: None, {"tp": 5}),
+        _acked_index=defaultdict(set, {"tp": {6, 7}}),
+    )
+    assert faust_fixes._strict_new_offset(consumer, "tp") is None
+    first, end, since = faust_fixes.holes(consumer)["tp"]
+    assert (first, end) == (5, 6)
+    assert faust_fixes._strict_new_offset(consumer, "tp") is None
+    assert faust_fixes.holes(consumer)["tp"][2] == since  # the same hole: noticed once
+    consumer._acked["tp"].append(5)  # acknowledged late
+    assert faust_fixes._strict_new_offset(consumer, "tp") == 8
+    assert faust_fixes.holes(consumer) == {}
+    assert consumer._acked_index["tp"] == set()
