@@ -17,16 +17,13 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from guardstream.config.settings import Settings
-from guardstream.ops import schemas as schema_ops
-from guardstream.ops.bench import bench_settings
+from guardstream.ops.bench import bench_settings, prepare_pipeline
 from guardstream.ops.worker_process import WorkerProcess
 from guardstream.records import request_data
 from guardstream.serde.avro import encode
-from guardstream.serde.registry import Registry
-from guardstream.serde.schemas import reader_schema, schema_text
-from guardstream.streams.admin import ensure_topics
+from guardstream.serde.schemas import reader_schema
 from guardstream.streams.clients import kafka_config
-from guardstream.streams.topics import REQUEST_TYPE, Topic, subject_for
+from guardstream.streams.topics import REQUEST_TYPE, Topic
 from tests import SCHEMA_DIR, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -38,12 +35,7 @@ def test_a_marker_at_the_committed_offset_is_committed_past_after_a_restart(
     s = bench_settings(stack, f"gsmark{uuid.uuid4().hex[:6]}", tmp_path).model_copy(
         update={"worker_web_port": free_port()}
     )
-    ensure_topics(s)
-    registry = Registry(s)
-    schema_ops.register_all(s, registry)
-    schema_id = registry.lookup(subject_for(s, Topic.REQUESTS), schema_text("request", SCHEMA_DIR))
-    registry.close()
-    assert schema_id is not None
+    schema_id = prepare_pipeline(s, tmp_path)
     topic = s.topic(Topic.REQUESTS)
     schema = reader_schema("request", SCHEMA_DIR)
     offsets: list[int] = []
