@@ -33,11 +33,16 @@ IDLE_S = 5.0
 VERIFY_TIMEOUT_S = 10.0
 
 
+def started_consumer(app: Any) -> Any:
+    """The app's Faust consumer if it has started, else None."""
+    # Faust creates a consumer as a side effect of `app.consumer`; only use a started one.
+    return getattr(app, "_consumer", None)
+
+
 def committed_offset(app: Any, tp: Any) -> int | None:
     """The partition's committed offset as this worker's consumer last committed it (None
     before its consumer starts or commits)."""
-    # Faust creates a consumer as a side effect of `app.consumer`; only read a started one.
-    consumer = getattr(app, "_consumer", None)
+    consumer = started_consumer(app)
     return getattr(consumer, "_committed_offset", {}).get(tp) if consumer else None
 
 
@@ -90,10 +95,6 @@ class InputWatch:
         self.last_seen = time.monotonic()
         self.broker = BrokerRecords(settings)
         self._checks: set[asyncio.Future[None]] = set()
-
-    def _consumer(self) -> Any:
-        # Faust creates a consumer as a side effect of `app.consumer`; only use a started one.
-        return getattr(self.app, "_consumer", None)
 
     def _committed(self, tp: Any) -> int | None:
         return committed_offset(self.app, tp)
@@ -155,7 +156,7 @@ class InputWatch:
 
     async def check_idle(self) -> None:
         """Count records the consumer read past while this agent received nothing."""
-        consumer = self._consumer()
+        consumer = started_consumer(self.app)
         app: Any = self.app
         if (
             consumer is None
@@ -202,7 +203,7 @@ class CommitHoles:
     async def settle(self) -> None:
         """Check the holes older than the grace period (call from a timer)."""
         app: Any = self.app
-        consumer = getattr(app, "_consumer", None)
+        consumer = started_consumer(app)
         if consumer is None or app.rebalancing or app.in_recovery:
             return
         now = time.monotonic()

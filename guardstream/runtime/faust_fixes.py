@@ -74,16 +74,18 @@ def _suspending(original: Any) -> Any:
     return without_loss
 
 
-# Per consumer: the position each partition was sought to since the current fetch began.
-_SOUGHT = "_guardstream_sought"
+def _kept_on(consumer: Any, name: str) -> dict[Any, Any]:
+    """A dict this module keeps on a Faust consumer, made on first use."""
+    kept: dict[Any, Any] | None = getattr(consumer, name, None)
+    if kept is None:
+        kept = {}
+        setattr(consumer, name, kept)
+    return kept
 
 
 def _sought(consumer: Any) -> dict[Any, int | None]:
-    sought: dict[Any, int | None] | None = getattr(consumer, _SOUGHT, None)
-    if sought is None:
-        sought = {}
-        setattr(consumer, _SOUGHT, sought)
-    return sought
+    """The position each partition was sought to since the current fetch began."""
+    return _kept_on(consumer, "_guardstream_sought")
 
 
 def _noting_seek(original: Any) -> Any:
@@ -131,17 +133,10 @@ def _fresh_batches(original: Any) -> Any:
     return without_stale
 
 
-# Per consumer: partition -> (first missing offset, first acknowledged one, when noticed).
-_HOLES = "_guardstream_holes"
-
-
 def holes(consumer: Any) -> dict[Any, tuple[int, int, float]]:
-    """The holes at the head of partitions' acknowledged offsets that stop their commits."""
-    found: dict[Any, tuple[int, int, float]] | None = getattr(consumer, _HOLES, None)
-    if found is None:
-        found = {}
-        setattr(consumer, _HOLES, found)
-    return found
+    """The holes at the head of partitions' acknowledged offsets that stop their commits:
+    partition -> (first missing offset, first acknowledged one, when noticed)."""
+    return _kept_on(consumer, "_guardstream_holes")
 
 
 def next_commit(
