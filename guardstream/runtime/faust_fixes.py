@@ -1,4 +1,4 @@
-"""Three corrections to faust-streaming's consumer that guardstream depends on.
+"""Four corrections to faust-streaming's consumer and recovery that guardstream depends on.
 
 **Records dropped when a worker takes over partitions that need table recovery.**
 After a rebalance Faust pauses every assigned partition, replays the changelogs (resuming
@@ -45,6 +45,20 @@ buries it. Here a commit must start exactly at C; a run that starts later leaves
 partition uncommitted and the hole noted (`holes`), for `guardstream.runtime.continuity`
 to settle: re-read if the broker holds records there, filled if it holds none (markers,
 retention).
+
+**Changelog records thrown away by a resume (suspected from a chaos run).** Faust's queue
+of changelog records (recovery and standby reading share it) is cleared whenever flow
+control resumes, and its recovery resumes flow right after it starts the standby partitions
+and again at its end. Standby records still queued then are thrown away, but the standby's
+fetch position has moved past them and nothing seeks it back: the standby copy silently
+lacks them, and a worker that takes the partition over serves from that copy. In one
+worker-kill chaos run a worker joined under load; its store for one standby partition later
+held every entry written after its standby reading began and none written before, though
+the changelog had them all. It took that partition over in the rolling restart and answered
+46 usage reports USAGE_UNKNOWN. This clear is the one path found that drops changelog
+records without seeking back; it was not caught in the act. Here a resume leaves that queue
+alone. A rebalance still clears it (`FlowControlEvent.clear`), which is safe: every
+changelog partition is sought again, to what its store holds, before it is read.
 """
 
 from __future__ import annotations
@@ -52,8 +66,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
+from mode.utils.queues import FlowControlEvent
 
 _APPLIED = "_guardstream_resume_fix"
 
@@ -133,6 +149,33 @@ def _fresh_batches(original: Any) -> Any:
     return without_stale
 
 
+# Set on the queues a resume must not clear: only Faust's changelog queue.
+_KEPT_ON_RESUME = "_guardstream_kept_on_resume"
+
+
+def _marking_changelog_queue(original: property) -> property:
+    def changelog_queue(self: Any) -> Any:
+        queue = original.fget(self)  # type: ignore[misc]  # made on first use
+        setattr(queue, _KEPT_ON_RESUME, True)
+        return queue
+
+    return property(changelog_queue, doc=original.__doc__)
+
+
+def _resuming_without_clearing_kept(original: Any) -> Any:
+    def resume(self: Any) -> None:
+        kept = [queue for queue in self._queues if getattr(queue, _KEPT_ON_RESUME, False)]
+        for queue in kept:
+            self._queues.discard(queue)
+        try:
+            original(self)  # clears the other queues, as before
+        finally:
+            for queue in kept:
+                self._queues.add(queue)
+
+    return resume
+
+
 def holes(consumer: Any) -> dict[Any, tuple[int, int, float]]:
     """The holes at the head of partitions' acknowledged offsets that stop their commits:
     partition -> (first missing offset, first acknowledged one, when noticed)."""
@@ -192,4 +235,7 @@ def apply() -> None:
     Consumer.perform_seek = _noting_perform_seek(Consumer.perform_seek)  # type: ignore[method-assign]
     Consumer._wait_next_records = _fresh_batches(Consumer._wait_next_records)  # type: ignore[method-assign]
     Consumer._new_offset = _strict_new_offset  # type: ignore[method-assign]
+    queue_property = vars(TableManager)["changelog_queue"]
+    TableManager.changelog_queue = _marking_changelog_queue(queue_property)  # type: ignore[assignment]
+    FlowControlEvent.resume = _resuming_without_clearing_kept(FlowControlEvent.resume)  # type: ignore[method-assign]
     setattr(Recovery, _APPLIED, True)

@@ -6,6 +6,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import faust
 from faust.tables.recovery import Recovery
 from mode.utils.queues import FlowControlEvent
 
@@ -133,3 +134,17 @@ def test_the_patched_consumer_notes_a_hole_until_it_closes() -> None:
     assert faust_fixes._strict_new_offset(consumer, "tp") == 8
     assert faust_fixes.holes(consumer) == {}
     assert consumer._acked_index["tp"] == set()
+
+
+def test_a_resume_keeps_queued_changelog_records_and_a_rebalance_clears_them() -> None:
+    faust_fixes.apply()
+    app = faust.App("resume-keeps-changelog", broker="kafka://127.0.0.1:9")  # never started
+    changelog = app.tables.changelog_queue
+    stream = app.FlowControlQueue(maxsize=10, clear_on_resume=True)
+    for queue in (changelog, stream):
+        queue.put_nowait("a record fetched before the resume")
+    app.flow_control.resume()  # what recovery does after starting standbys, and at its end
+    assert (changelog.qsize(), stream.qsize()) == (1, 0)
+    app.flow_control.suspend()
+    app.flow_control.clear()  # what a rebalance does; the changelogs are sought again after it
+    assert changelog.qsize() == 0
