@@ -49,14 +49,9 @@ from guardstream.ops.bench import (
     prepare_pipeline,
 )
 from guardstream.ops.compare import Run, free_port
-from guardstream.ops.restore import (
-    changelog_topic,
-    fill_changelog,
-    fresh_run,
-    tenant_partition,
-)
+from guardstream.ops.restore import fill_changelog, fresh_run, tenant_partition
 from guardstream.ops.worker_process import worker_env
-from guardstream.streams.topics import Topic
+from guardstream.streams.topics import METER_TABLE, Topic, changelog_topic
 
 PROBE_INTERVAL_S = 0.1
 POLL_S = 0.05  # how often the survivor's readiness is read: the resolution of the figures
@@ -282,7 +277,7 @@ def measure(
     """Fill a changelog with `keys` entries, run two workers, kill one, time the takeover."""
     run = fresh_run(settings, keys, "a failover", f"gsfailover-{keys}-{standbys}-", "gsfo")
     s, tmp = run.s, run.tmp
-    changelog = changelog_topic(s)
+    changelog = changelog_topic(s, METER_TABLE)
     # Both workers replay up to the whole changelog before they are ready (~22 s per 100k
     # keys here, see `bench restore`): a generous bound, so a slow machine is reported.
     timeout_s = 180 + keys / 500

@@ -46,9 +46,9 @@ from guardstream.ops.compare import Run, free_port
 from guardstream.ops.worker_process import worker_env
 from guardstream.records import Ingress, decision
 from guardstream.streams.clients import kafka_config
-from guardstream.streams.topics import Topic
+from guardstream.streams.topics import METER_TABLE, Topic, changelog_topic
 
-TABLE = "meter"  # the table `guardstream.tables.definitions` declares
+TABLE = METER_TABLE
 MIN_KEYS = 1000
 # Faust stores each partition's changelog offset in that partition's RocksDB under this key;
 # it is bookkeeping, not a table entry, so it is left out of the count.
@@ -209,30 +209,14 @@ def synthetic_entries(s: Settings, keys: int, seed: int = 11) -> Iterator[tuple[
         yield parts[tenant], state_key(tenant), state.to_bytes()
 
 
-def changelog_topic(s: Settings) -> str:
-    """The meter table's changelog topic, as Faust names it."""
-    return f"{s.app_id}-{TABLE}-changelog"
-
-
 def fill_changelog(s: Settings, keys: int, advance: Callable[[int], None]) -> tuple[list[int], int]:
     """Produce `keys` synthetic entries into the changelog; (entries per partition, bytes).
 
-    The topic is created first the way Faust would (compacted, the table's partitions), so
-    the worker finds it and does not create its own.
+    The topic is there already: `ensure_topics` (run by `prepare_pipeline`) creates it.
     """
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.cimpl import NewTopic
 
-    topic = changelog_topic(s)
-    admin = AdminClient(kafka_config(s, log_level=0))
-    new = NewTopic(
-        topic,
-        num_partitions=s.default_partitions,
-        replication_factor=1,
-        config={"cleanup.policy": "compact"},
-    )
-    admin.create_topics([new])[topic].result()
+    topic = changelog_topic(s, TABLE)
     # Big batches and a deep queue: the fill is setup, not what is measured, and should take
     # seconds per million. acks=1 as every entry must be there when the worker starts.
     producer = Producer(

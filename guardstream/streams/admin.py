@@ -15,7 +15,7 @@ from confluent_kafka.cimpl import NewTopic
 from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
 from guardstream.streams.clients import kafka_config
-from guardstream.streams.topics import Topic
+from guardstream.streams.topics import Topic, changelog_topics
 
 
 def admin_client(settings: Settings) -> AdminClient:
@@ -24,7 +24,16 @@ def admin_client(settings: Settings) -> AdminClient:
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
-    """Create every missing guardstream topic; return the names created."""
+    """Create every missing guardstream topic, the tables' changelogs included; return the
+    names created, once the broker lists each with a leader for every partition.
+
+    Faust would create the changelogs itself, as it starts, and its first partition
+    assignment can come before the group leader's metadata has them: it then assigns the
+    tables' source partitions without their changelog partitions, so a worker decides on a
+    table it never restored, and no standby copy is kept (for up to the consumer's metadata
+    age, five minutes). Seen on three brokers: a worker that took over partitions that way
+    answered hundreds of usage reports USAGE_UNKNOWN.
+    """
     admin = admin_client(settings)
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
@@ -35,15 +44,23 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
         ) from exc
     _align_configs(admin, settings, existing, timeout_s)
     replicas = {"min.insync.replicas": str(settings.topic_min_insync)}
+    configs = {
+        settings.topic(t): {"max.message.bytes": str(64 * 1024 * 1024), **replicas, **t.config}
+        for t in Topic
+    }
+    # As Faust makes them: compacted, one partition per source partition.
+    configs.update(
+        {name: {"cleanup.policy": "compact", **replicas} for name in changelog_topics(settings)}
+    )
     wanted = [
         NewTopic(
-            settings.topic(t),
+            name,
             num_partitions=settings.default_partitions,
             replication_factor=settings.topic_replicas,
-            config={"max.message.bytes": str(64 * 1024 * 1024), **replicas, **t.config},
+            config=config,
         )
-        for t in Topic
-        if settings.topic(t) not in existing
+        for name, config in configs.items()
+        if name not in existing
     ]
     if not wanted:
         return []
@@ -58,7 +75,33 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
                     f"creating topic {name} failed: {exc}",
                     "check the broker log (`guardstream stack logs kafka`)",
                 ) from exc
+    _await_listed(admin, settings, [t.topic for t in wanted], timeout_s)
     return created
+
+
+def _await_listed(
+    admin: AdminClient, settings: Settings, names: list[str], timeout_s: float
+) -> None:
+    """Wait until the broker's metadata lists every topic with a leader on each partition."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(names)
+    while pending:
+        listed = admin.list_topics(timeout=timeout_s).topics
+        pending = [
+            name
+            for name in pending
+            if name not in listed
+            or len(listed[name].partitions) < settings.default_partitions
+            or any(p.leader < 0 for p in listed[name].partitions.values())
+        ]
+        if pending and time.monotonic() > deadline:
+            raise GuardstreamError(
+                f"topics {', '.join(pending)} were created but the broker does not list them "
+                f"with a leader for every partition after {timeout_s:.0f} s",
+                "check that every broker is up (`guardstream stack status`) and its log",
+            )
+        if pending:
+            time.sleep(0.1)
 
 
 def _align_configs(

@@ -77,6 +77,22 @@ _SPECS: dict[Topic, _Spec] = {
 RESULT_TOPICS = (Topic.ADMITTED, Topic.REJECTED, Topic.DEADLETTER, Topic.COMPLETIONS)
 
 
+# The worker's changelog-backed tables (`guardstream.tables.definitions`), by Faust name.
+METER_TABLE = "meter"
+DISPATCH_TABLE = "dispatch"
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """A table's changelog topic, as Faust names it."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
+def changelog_topics(settings: Settings) -> list[str]:
+    """The changelog topics of the tables the worker declares with these settings."""
+    tables = [METER_TABLE, DISPATCH_TABLE] if settings.dispatch else [METER_TABLE]
+    return [changelog_topic(settings, table) for table in tables]
+
+
 def subject_for(settings: Settings, topic: Topic) -> str:
     """The registry subject of a topic's values (TopicNameStrategy)."""
     return f"{settings.topic(topic)}-value"

@@ -11,7 +11,7 @@ from guardstream.config.settings import Settings
 from guardstream.config.tenants import TenantConfig
 from guardstream.serde.codec import Codec
 from guardstream.streams.producer import OutputProducer
-from guardstream.streams.topics import Topic
+from guardstream.streams.topics import DISPATCH_TABLE, METER_TABLE, Topic
 from guardstream.tables.changelog import changelog_table
 from guardstream.tables.directory import TenantDirectory
 
@@ -39,12 +39,14 @@ def define_tables(
 ) -> Tables:
     """Declare the tables on the app (before it starts)."""
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
-    meter = changelog_table(app, "meter", outputs, partitions=settings.default_partitions, **raw)
+    meter = changelog_table(
+        app, METER_TABLE, outputs, partitions=settings.default_partitions, **raw
+    )
     tenants = TenantDirectory(
         settings, lambda raw_value: TenantConfig.from_avro(codec.decode(raw_value, Topic.TENANTS))
     )
     dispatch = (
-        changelog_table(app, "dispatch", outputs, partitions=settings.default_partitions, **raw)
+        changelog_table(app, DISPATCH_TABLE, outputs, partitions=settings.default_partitions, **raw)
         if settings.dispatch
         else None
     )

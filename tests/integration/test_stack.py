@@ -10,6 +10,7 @@ from confluent_kafka.cimpl import NewTopic
 from rich.console import Console
 
 from guardstream.config.settings import Settings
+from guardstream.ops.compare import delete_topics
 from guardstream.stack import services
 from guardstream.stack.process import Service
 from guardstream.streams.admin import admin_client, ensure_topics
@@ -57,3 +58,27 @@ def test_ensure_topics_gives_an_existing_ingress_topic_broker_timestamps(stack: 
         names = [settings.topic(t) for t in Topic]
         for future in admin.delete_topics(names).values():
             future.result()
+
+
+def test_ensure_topics_creates_the_tables_changelogs_before_any_worker_runs(
+    stack: Settings,
+) -> None:
+    # A worker whose first partition assignment came before the group leader's metadata had
+    # the changelog got its sources without their changelog: no restore, no standby.
+    settings = stack.model_copy(
+        update={"topic_prefix": f"{stack.topic_prefix}-cl", "app_id": "gs-cl", "dispatch": True}
+    )
+    admin = admin_client(settings)
+    try:
+        created = ensure_topics(settings)
+        names = ["gs-cl-meter-changelog", "gs-cl-dispatch-changelog"]
+        assert set(names) <= set(created)
+        listed = admin.list_topics(timeout=10).topics
+        for name in names:
+            assert len(listed[name].partitions) == settings.default_partitions
+            resource = ConfigResource(ResourceType.TOPIC, name)
+            entries = admin.describe_configs([resource])[resource].result()
+            assert entries["cleanup.policy"].value == "compact"
+        assert ensure_topics(settings) == []  # and never again
+    finally:
+        delete_topics(settings)
