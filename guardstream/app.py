@@ -31,7 +31,9 @@ from guardstream.serde.registry import Registry
 from guardstream.streams.admin import ensure_topics
 from guardstream.streams.clients import faust_broker_options
 from guardstream.streams.producer import OutputProducer
+from guardstream.streams.topics import changelog_topics
 from guardstream.tables import clean_stop
+from guardstream.tables.assignment import register_changelog_check
 from guardstream.tables.definitions import define_tables
 
 # Oversize values must be read to be rejected with a reason, not stall the fetcher.
@@ -160,6 +162,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     if settings.dispatch:
         dispatch.register(app, ctx, policy_for)
     register_commit_holes(app, settings)
+    register_changelog_check(app, changelog_topics(settings))
     register_health(app)
     register_diagnostics(app)
     register_tenant_page(app, tables, tiers)

@@ -50,7 +50,10 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     }
     # As Faust makes them: compacted, one partition per source partition.
     configs.update(
-        {name: {"cleanup.policy": "compact", **replicas} for name in changelog_topics(settings)}
+        {
+            name: {"cleanup.policy": "compact", **replicas}
+            for name in changelog_topics(settings).values()
+        }
     )
     wanted = [
         NewTopic(

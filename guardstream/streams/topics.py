@@ -87,10 +87,13 @@ def changelog_topic(settings: Settings, table: str) -> str:
     return f"{settings.app_id}-{table}-changelog"
 
 
-def changelog_topics(settings: Settings) -> list[str]:
-    """The changelog topics of the tables the worker declares with these settings."""
-    tables = [METER_TABLE, DISPATCH_TABLE] if settings.dispatch else [METER_TABLE]
-    return [changelog_topic(settings, table) for table in tables]
+def changelog_topics(settings: Settings) -> dict[str, str]:
+    """The changelog topic of each table the worker declares with these settings, by the
+    topic the table is co-partitioned with (its changelog partition N goes with its N)."""
+    tables = {METER_TABLE: Topic.METERING}
+    if settings.dispatch:
+        tables[DISPATCH_TABLE] = Topic.ADMITTED
+    return {settings.topic(src): changelog_topic(settings, table) for table, src in tables.items()}
 
 
 def subject_for(settings: Settings, topic: Topic) -> str:

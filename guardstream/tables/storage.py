@@ -51,8 +51,14 @@ def fail_stop(exc: BaseException, state_dir: Path) -> NoReturn:
         state_dir,
         cause,
     )
+    exit_now(EXIT_STORAGE_FAILED)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit at once with `code`, after flushing the logs: no commit, no Faust stop, no
+    clean-stop marker (a worker's fail-stop, once it has said why)."""
     for handler in logging.getLogger().handlers:
         handler.flush()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(EXIT_STORAGE_FAILED)
+    os._exit(code)

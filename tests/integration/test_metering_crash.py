@@ -18,6 +18,7 @@ Afterwards:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -29,12 +30,16 @@ from typing import Any
 import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.cimpl import NewTopic
 
 from guardstream.chaos.exactness import Scenario, wait
 from guardstream.config.settings import Settings
+from guardstream.errors import GuardstreamError
 from guardstream.ops.failover import STARTS_TITLE, recovery_table, takeover_replay
+from guardstream.streams.admin import admin_client
 from guardstream.streams.clients import kafka_config
-from guardstream.streams.topics import Topic
+from guardstream.streams.topics import METER_TABLE, Topic, changelog_topic
+from guardstream.tables.assignment import EXIT_TABLE_UNASSIGNED
 from guardstream.tables.clean_stop import MARKER
 from tests import free_port
 
@@ -294,3 +299,24 @@ def test_a_decision_the_broker_refuses_is_never_committed_past(
     wait("every usage report's charge", sc.all_charged, 180)
     worker.stop()
     _exact(sc)
+
+
+def test_a_worker_given_sources_without_their_changelog_stops_with_one_line(
+    stack: Settings, tmp_path: Path
+) -> None:
+    # A changelog with fewer partitions than its source: Faust assigns metering partitions
+    # 2 and 3 with no changelog partition, as it does for a changelog its metadata lacks.
+    sc = Scenario(stack, tmp_path, 10)
+    s = sc.s.model_copy(update={"app_id": f"{sc.s.app_id}-short"})
+    changelog = changelog_topic(s, METER_TABLE)
+    short = NewTopic(changelog, 2, s.topic_replicas, config={"cleanup.policy": "compact"})
+    admin = admin_client(s)
+    admin.create_topics([short])[changelog].result()
+    log = tmp_path / "worker.log"
+    with contextlib.suppress(GuardstreamError):  # it may stop before its web port opens
+        Worker(s, log, loglevel="info")
+    assert Worker.every[-1].proc.wait(120) == EXIT_TABLE_UNASSIGNED
+    said = [
+        line for line in log.read_text().splitlines() if "without their partitions of the" in line
+    ]
+    assert len(said) == 1 and "partitions 2, 3 of" in said[0] and changelog in said[0], said
