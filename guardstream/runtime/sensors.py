@@ -79,6 +79,17 @@ class LeanPrometheusMonitor(PrometheusMonitor):
         child.inc()
         return self.time()
 
+    def _clear_partition_related_metrics(self) -> None:
+        """Faust's clearing at each rebalance's start and end, and the cached children with it.
+
+        Faust removes the per-topic children from their counters there; a child kept here
+        after that is no longer exported, and incrementing it would leave "Records consumed
+        by topic" empty from a worker's first rebalance after traffic until it restarts.
+        """
+        super()._clear_partition_related_metrics()
+        self._received_by_topic.clear()
+        self._sent_by_topic.clear()
+
     def on_table_get(self, table: Any, key: Any) -> None:
         """Not counted: a per-read counter nobody charts."""
 
