@@ -424,7 +424,11 @@ def up(settings: Settings, console: Console, *, secured: bool = False) -> Settin
         home = settings.data_dir / "registry"
         home.mkdir(parents=True, exist_ok=True)
         # A file-backed H2 database, so registered schemas survive a restart of the stack.
-        db = f"jdbc:h2:file:{home / 'db'};DB_CLOSE_ON_EXIT=FALSE"
+        # WRITE_DELAY=0: each commit is written to the file as it ends. H2's default keeps
+        # commits in memory for up to a second, and a registry stopped then (the outage test
+        # stops it right after registering) came back without the schema it had just answered
+        # an id for: records naming that id were dead-lettered as SCHEMA_UNKNOWN.
+        db = f"jdbc:h2:file:{home / 'db'};DB_CLOSE_ON_EXIT=FALSE;WRITE_DELAY=0"
         registry.start(
             [
                 settings.java,
