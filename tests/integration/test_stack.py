@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from confluent_kafka.admin._config import ConfigResource
@@ -52,8 +54,16 @@ def test_ensure_topics_gives_an_existing_ingress_topic_broker_timestamps(stack: 
     try:
         assert requests not in ensure_topics(settings)  # it existed: aligned, not created
         resource = ConfigResource(ResourceType.TOPIC, requests)
-        entries = admin.describe_configs([resource])[resource].result()
-        assert entries["message.timestamp.type"].value == "LogAppendTime"
+        # The alter is committed by the controller; with several brokers, the one answering
+        # the describe can report the old value for a moment before it has applied it.
+        deadline = time.monotonic() + 10
+        while True:
+            entries = admin.describe_configs([resource])[resource].result()
+            value = entries["message.timestamp.type"].value
+            if value == "LogAppendTime" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert value == "LogAppendTime"
     finally:
         names = [settings.topic(t) for t in Topic]
         for future in admin.delete_topics(names).values():
