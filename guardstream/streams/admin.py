@@ -67,7 +67,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     ]
     if not wanted:
         return []
-    created = []
+    created, unlisted = [], set()
     for name, future in admin.create_topics(wanted, operation_timeout=timeout_s).items():
         try:
             future.result()
@@ -78,6 +78,11 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
                     f"creating topic {name} failed: {exc}",
                     "check the broker log (`guardstream stack logs kafka`)",
                 ) from exc
+            unlisted.add(name)
+    # A topic can exist and still be missing from the listing: with several brokers, the one
+    # that answered may not have heard yet of a topic made a moment ago (by hand, or by
+    # another process). It is as old as any listed one, so it gets the same alignment.
+    _align_configs(admin, settings, unlisted, timeout_s)
     _await_listed(admin, settings, [t.topic for t in wanted], timeout_s)
     return created
 
@@ -121,21 +126,11 @@ def _align_configs(
     names = [name for name in wanted if name in existing]
     if not names:
         return
-    described = admin.describe_configs(
-        [ConfigResource(ResourceType.TOPIC, name) for name in names], request_timeout=timeout_s
-    )
     changes = []
-    for resource, future in described.items():
-        try:
-            current = {k: entry.value for k, entry in future.result().items()}
-        except Exception as exc:
-            raise GuardstreamError(
-                f"reading the config of topic {resource.name} failed: {exc}",
-                "let guardstream's user describe topic configs (DESCRIBE_CONFIGS)",
-            ) from exc
-        differ = {k: v for k, v in wanted[resource.name].items() if current.get(k) != v}
+    for name, current in _describe_topic_configs(admin, names, timeout_s).items():
+        differ = {k: v for k, v in wanted[name].items() if current.get(k) != v}
         if differ:
-            changes.append((resource.name, differ))
+            changes.append((name, differ))
     for name, differ in changes:
         entries = [
             ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
@@ -154,6 +149,50 @@ def _align_configs(
                     "run `guardstream stack up` (or `topics create`) as an operator allowed "
                     "to alter topic configs, or set it on the topic by hand",
                 ) from exc
+
+
+def _describe_topic_configs(
+    admin: AdminClient, names: list[str], timeout_s: float
+) -> dict[str, dict[str, str | None]]:
+    """Each topic's config, waiting out brokers that have not yet heard of a new topic.
+
+    A describe goes to any broker; with several, a topic created a moment ago is unknown to
+    some of them for a while (UNKNOWN_TOPIC_OR_PART), which is asked again until `timeout_s`.
+    """
+    deadline = time.monotonic() + timeout_s
+    configs: dict[str, dict[str, str | None]] = {}
+    pending = list(names)
+    while pending:
+        described = admin.describe_configs(
+            [ConfigResource(ResourceType.TOPIC, name) for name in pending],
+            request_timeout=timeout_s,
+        )
+        unknown = []
+        for resource, future in described.items():
+            try:
+                configs[resource.name] = {k: e.value for k, e in future.result().items()}
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                is_unknown = (
+                    isinstance(error, KafkaError)
+                    and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+                )
+                if not is_unknown or time.monotonic() >= deadline:
+                    raise _describe_failed(resource.name, exc) from exc
+                unknown.append(resource.name)
+            except Exception as exc:
+                raise _describe_failed(resource.name, exc) from exc
+        pending = unknown
+        if pending:
+            time.sleep(0.2)
+    return configs
+
+
+def _describe_failed(name: str, exc: Exception) -> GuardstreamError:
+    return GuardstreamError(
+        f"reading the config of topic {name} failed: {exc}",
+        "let guardstream's user describe topic configs (DESCRIBE_CONFIGS)",
+    )
 
 
 # Answers a partition gives while its leader is being (re-)established; librdkafka does not
