@@ -1,4 +1,4 @@
-"""Four corrections to faust-streaming's consumer and recovery that guardstream depends on.
+"""Five corrections to faust-streaming (consumer, recovery, group leader) guardstream needs.
 
 **Records dropped when a worker takes over partitions that need table recovery.**
 After a rebalance Faust pauses every assigned partition, replays the changelogs (resuming
@@ -59,19 +59,43 @@ the changelog had them all. It took that partition over in the rolling restart a
 records without seeking back; it was not caught in the act. Here a resume leaves that queue
 alone. A rebalance still clears it (`FlowControlEvent.clear`), which is safe: every
 changelog partition is sought again, to what its store holds, before it is read.
+
+**Table changelogs left out of the assignment on a cluster of several brokers.** A worker
+creates its tables' changelog topics as it starts and joins the group a moment later. The
+group leader's metadata request goes to a random broker, and one that has not yet heard of
+a just-created topic answers without it; Faust's assignor then ignores the topic ("Ignoring
+missing topic"), so no worker is assigned its partitions, as active or standby. aiokafka
+refreshes that metadata only every `metadata_max_age_ms` (five minutes), and a rebalance
+does not, so every assignment until then leaves the changelog out: the tenant page has no
+owner to route to (503 owner_unknown) and a killed worker's partitions are replayed from
+offset 0 instead of from a standby copy. Seen on three brokers only: with one, the broker
+that created the topic answers the metadata. The fix makes the leader refresh its metadata
+(each time from a random broker) until it knows every topic the members subscribe to, for
+up to `TOPIC_WAIT_S`, before it assigns. (guardstream also creates the changelogs before a
+worker starts, `guardstream.streams.admin.ensure_topics`, and a worker assigned a table's
+sources without their changelog stops, `guardstream.tables.assignment`.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
+from aiokafka.consumer.group_coordinator import GroupCoordinator
+from aiokafka.coordinator.protocol import ConsumerProtocol
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from mode.utils.queues import FlowControlEvent
 
+log = logging.getLogger(__name__)
 _APPLIED = "_guardstream_resume_fix"
+# How long a group leader waits for its metadata to know every subscribed topic: a new
+# topic reaches every broker well within this; a topic still missing after it is assigned
+# without, as Faust would have.
+TOPIC_WAIT_S = 15.0
 
 
 # Both methods end a recovery by resuming stream partitions, seeking, then resuming flow:
@@ -225,6 +249,33 @@ def _strict_new_offset(self: Any, tp: Any) -> int | None:
     return offset
 
 
+def subscribed_topics(members: Any) -> set[str]:
+    """Every topic the members of a JoinGroup response subscribe to."""
+    topics: set[str] = set()
+    for member in members:
+        # (member id, metadata), or (member id, group instance id, metadata) from v5 on.
+        topics.update(ConsumerProtocol.METADATA.decode(member[-1]).subscription)
+    return topics
+
+
+def _knowing_every_topic(original: Any) -> Any:
+    async def perform_assignment(self: Any, response: Any) -> Any:
+        wanted = subscribed_topics(response.members)
+        if not self._subscription.subscribed_pattern:
+            self._client.set_topics(wanted)  # what the original does first, unchanged
+        deadline = time.monotonic() + TOPIC_WAIT_S
+        while missing := {t for t in wanted if not self._cluster.partitions_for_topic(t)}:
+            if time.monotonic() >= deadline:
+                log.warning("assigning without topics unknown to the brokers: %s", missing)
+                break
+            await self._client.force_metadata_update()
+            if any(not self._cluster.partitions_for_topic(t) for t in missing):
+                await asyncio.sleep(0.2)
+        return await original(self, response)
+
+    return perform_assignment
+
+
 def apply() -> None:
     """Patch Faust's recovery and fetcher once per process (idempotent)."""
     if getattr(Recovery, _APPLIED, False):
@@ -238,4 +289,7 @@ def apply() -> None:
     queue_property = vars(TableManager)["changelog_queue"]
     TableManager.changelog_queue = _marking_changelog_queue(queue_property)  # type: ignore[assignment]
     FlowControlEvent.resume = _resuming_without_clearing_kept(FlowControlEvent.resume)  # type: ignore[method-assign]
+    GroupCoordinator._perform_assignment = _knowing_every_topic(  # type: ignore[method-assign]
+        GroupCoordinator._perform_assignment
+    )
     setattr(Recovery, _APPLIED, True)

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
+from aiokafka.coordinator.protocol import ConsumerProtocol
 from faust.tables.recovery import Recovery
 from mode.utils.queues import FlowControlEvent
 
@@ -148,3 +149,41 @@ def test_a_resume_keeps_queued_changelog_records_and_a_rebalance_clears_them() -
     app.flow_control.suspend()
     app.flow_control.clear()  # what a rebalance does; the changelogs are sought again after it
     assert changelog.qsize() == 0
+
+
+def _member(member_id: str, topics: list[str]) -> tuple[str, bytes]:
+    return member_id, ConsumerProtocol.METADATA(0, topics, b"").encode()
+
+
+def test_the_group_leader_assigns_only_once_its_metadata_knows_every_subscribed_topic() -> None:
+    # The first metadata answer comes from a broker that has not heard of the changelog yet;
+    # the second from one that has.
+    known = {"m.metering": {0, 1}}
+    answers = [{}, {"m-meter-changelog": {0, 1}}]
+    seen_at_assign: list[set[str]] = []
+
+    async def refresh() -> None:
+        known.update(answers.pop(0))
+
+    client = SimpleNamespace(
+        set_topics=lambda topics: None, force_metadata_update=lambda: refresh()
+    )
+    coordinator = SimpleNamespace(
+        _subscription=SimpleNamespace(subscribed_pattern=None),
+        _client=client,
+        _cluster=SimpleNamespace(partitions_for_topic=known.get),
+    )
+
+    async def original(self: Any, response: Any) -> str:
+        seen_at_assign.append(set(known))
+        return "assigned"
+
+    response = SimpleNamespace(
+        members=[
+            _member("a", ["m.metering", "m-meter-changelog"]),
+            _member("b", ["m.metering", "m-meter-changelog"]),
+        ]
+    )
+    result = asyncio.run(faust_fixes._knowing_every_topic(original)(coordinator, response))
+    assert result == "assigned" and not answers
+    assert seen_at_assign == [{"m.metering", "m-meter-changelog"}]
