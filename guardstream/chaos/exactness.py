@@ -429,6 +429,10 @@ class Scenario:
                     if outstanding[day] + spent[day] > self.budget:
                         problems.append(f"{tenant} went over its {day} budget at {rid}")
                         break
+                elif rec["kind"] in ("CHARGE", "EXPIRE") and rid not in reserved:
+                    # A verdict, not a KeyError: a run that lost its tables showed this.
+                    problems.append(f"{tenant}: {rid} {rec['kind']} before any RESERVE of it")
+                    break
                 elif rec["kind"] == "CHARGE":
                     outstanding[day_of[rid]] -= reserved[rid]
                     spent[day_of[rid]] += rec["amount_micros"]
