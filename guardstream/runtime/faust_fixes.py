@@ -1,4 +1,4 @@
-"""Five corrections to faust-streaming (consumer, recovery, group leader) guardstream needs.
+"""Six corrections to faust-streaming (consumer, recovery, group leader) guardstream needs.
 
 **Records dropped when a worker takes over partitions that need table recovery.**
 After a rebalance Faust pauses every assigned partition, replays the changelogs (resuming
@@ -60,6 +60,22 @@ records without seeking back; it was not caught in the act. Here a resume leaves
 alone. A rebalance still clears it (`FlowControlEvent.clear`), which is safe: every
 changelog partition is sought again, to what its store holds, before it is read.
 
+**Records fetched for paused partitions, consumed and thrown away (caught in the act).**
+Faust pauses partitions only in its own set of active partitions, and hands that live set
+to the consumer thread, which asks aiokafka for the records of the partitions in it.
+aiokafka keeps fetching every assigned partition (paused ones too) and reads an *empty* set
+as "all partitions": when Faust paused its last active partition while a fetch was under
+way (its recovery does, when it finishes reading the active changelogs), the thread took
+the buffered records of every partition, advancing their positions, and Faust's iteration
+then skipped the records of partitions not active: consumed, never delivered. A standby
+changelog partition sought to 0 an instant earlier lost everything up to its end that way
+(its reading began at its end offset, shown by instrumented runs: a joining worker's standby
+copy, taken over later, answered 575 to 673 usage reports USAGE_UNKNOWN in 3 of 10 runs on
+three brokers); a stream partition's skipped records look like a hole, which Faust fills as
+if acknowledged. The fix hands the thread a copy of the set, fetches nothing when it is
+empty, and seeks any partition whose fetched records Faust would skip back to the first of
+them, so they are fetched again when it is resumed.
+
 **Table changelogs left out of the assignment on a cluster of several brokers.** A worker
 creates its tables' changelog topics as it starts and joins the group a moment later. The
 group leader's metadata request goes to a random broker, and one that has not yet heard of
@@ -88,6 +104,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocol
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from mode.utils.queues import FlowControlEvent
 
 log = logging.getLogger(__name__)
@@ -156,11 +173,48 @@ def stale(sought: dict[Any, int | None], records: Any) -> list[Any]:
     ]
 
 
+def _snapshot_fetch(original: Any) -> Any:
+    async def fetch_records(
+        self: Any,
+        consumer: Any,
+        active_partitions: Any,
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Any:
+        if active_partitions is None:  # a client-only app: every partition, as before
+            return await original(self, consumer, None, timeout=timeout, max_records=max_records)
+        partitions = set(active_partitions)  # the caller's set changes while this runs
+        if not partitions:  # aiokafka would read an empty set as every partition
+            return {}
+        return await original(self, consumer, partitions, timeout=timeout, max_records=max_records)
+
+    return fetch_records
+
+
+def skipped(records: Any, active: Any, buffered: Any) -> dict[Any, int]:
+    """The partitions of a fetched batch whose records Faust would skip (neither active nor
+    buffered by then): partition -> the offset of its first record."""
+    if active is None:  # Faust delivers every partition's records then
+        return {}
+    return {
+        tp: recs[0].offset
+        for tp, recs in records.items()
+        if recs and tp not in active and tp not in buffered
+    }
+
+
 def _fresh_batches(original: Any) -> Any:
     async def without_stale(self: Any, timeout: float) -> Any:
         sought = _sought(self)
         sought.clear()
         records, active_partitions = await original(self, timeout)
+        if records:
+            # Paused while the batch was fetched: fetched again from here when resumed.
+            held = self._active_partitions
+            for tp, first in skipped(records, held, self._buffered_partitions).items():
+                records = {t: r for t, r in records.items() if t != tp}
+                if tp in self.assignment():  # a revoked one is sought by its next owner
+                    await self.seek(tp, first)
         if records and sought:
             moved = {tp: sought[tp] for tp in stale(sought, records)}
             if moved:
@@ -286,6 +340,9 @@ def apply() -> None:
     Consumer.perform_seek = _noting_perform_seek(Consumer.perform_seek)  # type: ignore[method-assign]
     Consumer._wait_next_records = _fresh_batches(Consumer._wait_next_records)  # type: ignore[method-assign]
     Consumer._new_offset = _strict_new_offset  # type: ignore[method-assign]
+    AIOKafkaConsumerThread._fetch_records = _snapshot_fetch(  # type: ignore[method-assign]
+        AIOKafkaConsumerThread._fetch_records
+    )
     queue_property = vars(TableManager)["changelog_queue"]
     TableManager.changelog_queue = _marking_changelog_queue(queue_property)  # type: ignore[assignment]
     FlowControlEvent.resume = _resuming_without_clearing_kept(FlowControlEvent.resume)  # type: ignore[method-assign]

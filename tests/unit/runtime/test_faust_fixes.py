@@ -52,6 +52,8 @@ def test_records_that_do_not_start_where_a_seek_put_them_are_dropped_and_fetched
 
         consumer = SimpleNamespace(
             _read_offset={},
+            _active_partitions=None,
+            _buffered_partitions=set(),
             log=SimpleNamespace(info=lambda *a: None),
         )
         seek = faust_fixes._noting_seek(base_seek)
@@ -89,6 +91,9 @@ def test_apply_notes_seeks_and_guards_the_fetcher() -> None:
     assert Consumer._wait_next_records.__name__ == "without_stale"
     assert Consumer.perform_seek.__name__ == "noted_perform_seek"
     assert Consumer.seek.__name__ == "noted_seek"
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert AIOKafkaConsumerThread._fetch_records.__name__ == "fetch_records"
 
 
 def test_a_commit_starts_exactly_at_the_committed_offset() -> None:
@@ -187,3 +192,58 @@ def test_the_group_leader_assigns_only_once_its_metadata_knows_every_subscribed_
     result = asyncio.run(faust_fixes._knowing_every_topic(original)(coordinator, response))
     assert result == "assigned" and not answers
     assert seen_at_assign == [{"m.metering", "m-meter-changelog"}]
+
+
+def test_the_thread_fetches_a_copy_of_the_active_partitions_and_nothing_when_none() -> None:
+    async def scenario() -> tuple[Any, list[Any]]:
+        asked: list[Any] = []
+
+        async def fetch(self: Any, consumer: Any, partitions: Any, **kwargs: Any) -> Any:
+            asked.append(partitions)
+            return {"cl[2]": ["r"]}
+
+        patched = faust_fixes._snapshot_fetch(fetch)
+        live = {"cl[1]"}
+        first = await patched(None, None, live, timeout=1.0)
+        live.clear()  # Faust pauses its last active partition: aiokafka would take "all"
+        second = await patched(None, None, live, timeout=1.0)
+        return (first, second), asked
+
+    (first, second), asked = asyncio.run(scenario())
+    assert first == {"cl[2]": ["r"]} and second == {}
+    assert asked == [{"cl[1]"}]  # a copy (the live set was emptied after), never an empty set
+
+
+def test_records_of_partitions_paused_while_fetched_are_sought_back_not_skipped() -> None:
+    async def scenario() -> tuple[list[str], list[tuple[str, int]]]:
+        seeks: list[tuple[str, int]] = []
+
+        async def base_seek(self: Any, tp: str, offset: int) -> None:
+            seeks.append((tp, offset))
+
+        seek = faust_fixes._noting_seek(base_seek)
+        consumer = SimpleNamespace(
+            _read_offset={},
+            _active_partitions={"cl[1]"},
+            _buffered_partitions={"usage[0]"},
+            assignment=lambda: {"cl[1]", "cl[2]", "usage[0]"},
+            log=SimpleNamespace(info=lambda *a: None),
+        )
+        consumer.seek = lambda tp, offset: seek(consumer, tp, offset)
+
+        async def fetch(self: Any, timeout: float) -> tuple[Any, Any]:
+            # A standby partition sought to 0 and paused while the thread drained it, and a
+            # partition revoked meanwhile.
+            return {
+                "cl[1]": _records("cl[1]", 40, 2),
+                "cl[2]": _records("cl[2]", 0, 3595),
+                "usage[0]": _records("usage[0]", 9, 1),
+                "cl[3]": _records("cl[3]", 5, 1),
+            }, None
+
+        got, _ = await faust_fixes._fresh_batches(fetch)(consumer, 1.0)
+        return sorted(got), seeks
+
+    kept, seeks = asyncio.run(scenario())
+    assert kept == ["cl[1]", "usage[0]"]  # active, and buffered (Faust delivers those)
+    assert seeks == [("cl[2]", 0)]  # fetched again from its first record; cl[3] is not ours
