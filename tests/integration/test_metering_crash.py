@@ -22,6 +22,7 @@ import contextlib
 import os
 import random
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -320,3 +321,37 @@ def test_a_worker_given_sources_without_their_changelog_stops_with_one_line(
         line for line in log.read_text().splitlines() if "without their partitions of the" in line
     ]
     assert len(said) == 1 and "partitions 2, 3 of" in said[0] and changelog in said[0], said
+
+
+def test_a_worker_that_joins_under_load_takes_over_from_a_whole_table(
+    stack: Settings, tmp_path: Path
+) -> None:
+    # The worker-kill chaos scenario's rolling restart, alone: a second worker joins one
+    # that is deciding (it keeps a standby copy of the first's partitions), then the first
+    # stops and the second decides on every partition. On three brokers this lost hundreds
+    # of reservations in 6 of 14 runs: the meter changelog, created as the first worker
+    # started, was left out of every assignment, so the joiner's tables were never restored.
+    sc = Scenario(stack, tmp_path, 3000)
+    first = sc.worker("worker-a", table_standby_replicas=1)
+    wait("the first worker ready", first.ready, 120)
+    sender = threading.Thread(target=sc.send_requests, kwargs={"rate": 300.0})
+    sender.start()
+    wait("decisions before the second joins", lambda: len(sc.collector.decided()) >= 1200, 600)
+    second = sc.worker(
+        "worker-b",
+        worker_web_port=free_port(),
+        worker_state_dir=tmp_path / "state-b",
+        table_standby_replicas=1,
+    )
+    wait("both workers ready", lambda: first.ready() and second.ready(), 120)
+    sender.join()
+    wait("every request's decision", sc.all_decided, 420)
+    first.stop()
+    sc.send_usage()
+    try:
+        wait("every usage report's charge", sc.all_charged, 300)
+    except GuardstreamError:
+        raise AssertionError(sc.uncharged()) from None
+    finally:
+        second.stop()
+    _exact(sc)
