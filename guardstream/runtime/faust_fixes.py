@@ -181,12 +181,13 @@ def _snapshot_fetch(original: Any) -> Any:
         timeout: float | None = None,
         max_records: int | None = None,
     ) -> Any:
-        if active_partitions is None:  # a client-only app: every partition, as before
-            return await original(self, consumer, None, timeout=timeout, max_records=max_records)
-        partitions = set(active_partitions)  # the caller's set changes while this runs
-        if not partitions:  # aiokafka would read an empty set as every partition
-            return {}
-        return await original(self, consumer, partitions, timeout=timeout, max_records=max_records)
+        if active_partitions is not None:  # None: a client-only app, every partition
+            active_partitions = set(active_partitions)  # the caller's set changes meanwhile
+            if not active_partitions:  # aiokafka would read an empty set as every partition
+                return {}
+        return await original(
+            self, consumer, active_partitions, timeout=timeout, max_records=max_records
+        )
 
     return fetch_records
 
@@ -210,11 +211,13 @@ def _fresh_batches(original: Any) -> Any:
         records, active_partitions = await original(self, timeout)
         if records:
             # Paused while the batch was fetched: fetched again from here when resumed.
-            held = self._active_partitions
-            for tp, first in skipped(records, held, self._buffered_partitions).items():
-                records = {t: r for t, r in records.items() if t != tp}
-                if tp in self.assignment():  # a revoked one is sought by its next owner
-                    await self.seek(tp, first)
+            paused = skipped(records, self._active_partitions, self._buffered_partitions)
+            if paused:
+                records = {tp: recs for tp, recs in records.items() if tp not in paused}
+                assigned = self.assignment()
+                for tp, first in paused.items():
+                    if tp in assigned:  # a revoked one is sought by its next owner
+                        await self.seek(tp, first)
         if records and sought:
             moved = {tp: sought[tp] for tp in stale(sought, records)}
             if moved:
@@ -331,7 +334,8 @@ def _knowing_every_topic(original: Any) -> Any:
 
 
 def apply() -> None:
-    """Patch Faust's recovery and fetcher once per process (idempotent)."""
+    """Patch Faust's recovery, consumer, flow control and group leader once per process
+    (idempotent)."""
     if getattr(Recovery, _APPLIED, False):
         return
     for name in _METHODS:
