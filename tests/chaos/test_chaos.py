@@ -21,26 +21,7 @@ from .conftest import SCALE
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
-# Known, not fixed (README, "Chaos suite"); not strict: a passing run shows as XPASS.
-# - broker-kill: once in about a dozen runs (under CPU load) a rebalance in the middle of the
-#   kill lost a run of usage reports: committed on `usage`, never handed to the agent.
-# - worker-kill: once in about eight runs (CI, beside another chaos run) 46 usage reports
-#   found their reservation gone after the takeover (USAGE_UNKNOWN).
-_KNOWN = {
-    "broker-kill": "a Faust fetch/seek race after a rebalance can commit records never processed",
-    "worker-kill": "reservations missing after a kill -9 takeover once (USAGE_UNKNOWN)",
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=False, reason=_KNOWN[n]))
-        if n in _KNOWN
-        else n
-        for n in SCENARIOS
-    ],
-)
+@pytest.mark.parametrize("name", list(SCENARIOS))
 def test_nothing_is_lost_or_charged_twice_when(
     name: str, cluster: Settings, tmp_path: Path
 ) -> None:
