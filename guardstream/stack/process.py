@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,20 +72,35 @@ class Service:
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """SIGTERM, then SIGKILL after the timeout; returns whether it was running."""
-        pid = self.pid()
+        return stop_together([self], timeout_s)[self.name]
+
+
+def stop_together(services: Sequence[Service], timeout_s: float = 30.0) -> dict[str, bool]:
+    """Stop services at once: SIGTERM to all, then SIGKILL to what is left after the timeout.
+
+    Returns whether each (by name) was running. At once rather than one by one because a
+    KRaft node stopped after the others finds no quorum for its controlled shutdown and
+    waits it out until it is killed: the last of three nodes took the whole 30 s.
+    """
+    pids = {s.name: s.pid() for s in services}
+    for pid in pids.values():
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(p is not None and _alive(p) for p in pids.values()):
+        time.sleep(0.2)
+    for service in services:
+        pid = pids[service.name]
         if pid is None:
-            return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
+            continue
         if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
             while _alive(pid):
                 time.sleep(0.1)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        service.pid_file.unlink(missing_ok=True)
+    return {name: pid is not None for name, pid in pids.items()}
 
 
 def _alive(pid: int) -> bool:

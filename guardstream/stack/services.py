@@ -19,7 +19,7 @@ from rich.console import Console
 from guardstream.config.settings import Settings
 from guardstream.errors import GuardstreamError
 from guardstream.stack import fetch, secure
-from guardstream.stack.process import Service, port_open, tail
+from guardstream.stack.process import Service, port_open, stop_together, tail
 from guardstream.streams.clients import registry_auth
 
 
@@ -458,10 +458,13 @@ def up(settings: Settings, console: Console, *, secured: bool = False) -> Settin
 def down(settings: Settings, console: Console) -> None:
     """Stop the processes `up` started (and nothing else)."""
     settings = as_formatted(settings)
-    for service in reversed(_services(settings)):
-        with console.status(f"stopping {service.name}"):
-            stopped = service.stop()
-        console.print(f"{service.name}: {'stopped' if stopped else 'was not running'}")
+    services = list(reversed(_services(settings)))
+    with console.status(f"stopping {', '.join(s.name for s in services)}"):
+        stopped = stop_together(services)
+    for service in services:
+        console.print(
+            f"{service.name}: {'stopped' if stopped[service.name] else 'was not running'}"
+        )
 
 
 def status(settings: Settings) -> list[Health]:
